@@ -1,0 +1,124 @@
+"""The one training loop every model shares: ``train_epoch``, ``evaluate`` and ``train``.
+
+The loss, the optimizer and the timing live here, never in a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from bench.data import Dataset, Split, batches, num_batches
+from bench.timing import Stopwatch, synchronizer
+
+
+@dataclass
+class Schedule:
+    """The 2018 schedule by default: 3 epochs, lr 0.1, 0.05, 0.01, SGD momentum 0.5, batch 1000."""
+
+    epochs: int = 3
+    lrs: tuple[float, ...] = (0.1, 0.05, 0.01)  # the last one repeats for later epochs
+    momentum: float = 0.5
+    batch_size: int = 1000
+    max_batches: int | None = None  # cap on training and test batches per epoch (smoke runs)
+
+    def lr(self, epoch: int) -> float:
+        return self.lrs[min(epoch, len(self.lrs)) - 1]
+
+
+@dataclass
+class EpochStats:
+    loss: float  # mean per sample
+    accuracy: float
+    samples: int
+    seconds: float
+
+
+def _sums(model: nn.Module, pairs: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable | None):
+    """Sum of losses and of correct predictions, kept on the device: no sync per batch."""
+    loss_sum = correct = None
+    samples = 0
+    for x, y in pairs:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        if step is not None:
+            step(loss / len(y))  # the loss that is optimised is the batch mean
+        batch_correct = (logits.detach().argmax(1) == y).sum()
+        loss = loss.detach()
+        loss_sum = loss if loss_sum is None else loss_sum + loss
+        correct = batch_correct if correct is None else correct + batch_correct
+        samples += len(y)
+    return (loss_sum.item(), correct.item(), samples) if samples else (float("nan"), 0, 0)
+
+
+def _progress(pairs, total: int, desc: str):
+    return tqdm(pairs, total=total, desc=desc, leave=False, disable=None, unit="batch")
+
+
+def train_epoch(
+    model: nn.Module,
+    split: Split,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+    max_batches: int | None = None,
+    desc: str = "train",
+) -> EpochStats:
+    """One pass over shuffled ``split``; the clock runs from the first batch to the last step, device synced."""
+    model.train()
+
+    def step(loss: torch.Tensor) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    pairs = _progress(batches(split, batch_size, generator, max_batches), num_batches(len(split), batch_size, max_batches), desc)
+    with Stopwatch(synchronizer(split.labels.device)) as sw:
+        loss_sum, correct, n = _sums(model, pairs, step)
+    return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int, max_batches: int | None = None, desc: str = "test") -> EpochStats:
+    """Mean loss per sample and accuracy over ``split`` in order."""
+    model.eval()
+    pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
+    with Stopwatch(synchronizer(split.labels.device)) as sw:
+        loss_sum, correct, n = _sums(model, pairs, None)
+    return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
+
+
+def seed_everything(seed: int, device: str) -> torch.Generator:
+    """Seed the global generators (init, masks) and return the CPU generator that shuffles the data."""
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if device == "mps":
+        torch.mps.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def train(
+    model_factory: Callable[[], nn.Module],
+    data: Dataset,
+    device: str,
+    seed: int,
+    schedule: Schedule,
+    on_epoch: Callable[[int, float, EpochStats, EpochStats], None],
+    desc: str = "",
+) -> nn.Module:
+    """One seeded training of a fresh model; ``on_epoch(epoch, lr, train_stats, test_stats)`` after each epoch."""
+    shuffle = seed_everything(seed, device)
+    model = model_factory().to(device)
+    for epoch in range(1, schedule.epochs + 1):
+        lr = schedule.lr(epoch)
+        # a fresh optimizer each epoch, as in 2018: the momentum buffer starts at zero again
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum)
+        tag = f"{desc} epoch {epoch}/{schedule.epochs}"
+        train_stats = train_epoch(model, data.train, optimizer, schedule.batch_size, shuffle, schedule.max_batches, tag)
+        test_stats = evaluate(model, data.test, schedule.batch_size, schedule.max_batches, tag + " test")
+        on_epoch(epoch, lr, train_stats, test_stats)
+    return model

@@ -1,0 +1,73 @@
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from bench import data
+
+
+def test_mnist_mini_shapes_balance_and_range():
+    ds = data.load("mnist-mini")
+    assert ds.train.images.shape == (6000, 1, 28, 28) and ds.test.images.shape == (1000, 1, 28, 28)
+    assert ds.train.images.dtype == torch.float32 and ds.train.labels.dtype == torch.int64
+    assert torch.bincount(ds.train.labels).tolist() == [600] * 10
+    assert torch.bincount(ds.test.labels).tolist() == [100] * 10
+    assert ds.train.images.min() == -0.5 and ds.train.images.max() == 0.5
+    # real MNIST digits: most of the image is background (-0.5), mean pixel near 0.13 before the shift
+    assert 0.10 < (ds.train.images + 0.5).mean() < 0.16
+
+
+def test_mnist_mini_keeps_its_provenance():
+    from importlib import resources
+
+    with resources.files("bench").joinpath("assets", data.MINI_FILE).open("rb") as f:
+        arrays = np.load(f)
+        assert len(np.unique(arrays["train_source_index"])) == 6000
+        assert arrays["test_source_index"].max() < 10000
+    assert resources.files("bench").joinpath("assets", "README.md").is_file()
+
+
+def write_idx(root, folder, images, labels):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    for prefix, (x, y) in {"train": images, "t10k": labels}.items():
+        n = len(y)
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + x.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + y.tobytes())
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_torchvision_path_on_idx_files_written_here(tmp_path, name, folder):
+    rng = np.random.default_rng(0)
+    train = (rng.integers(0, 256, (5, 28, 28), dtype=np.uint8), np.array([3, 1, 4, 1, 5], dtype=np.uint8))
+    test = (rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.array([9, 2], dtype=np.uint8))
+    write_idx(tmp_path, folder, train, test)
+    ds = data.load(name, tmp_path)
+    assert ds.train.labels.tolist() == [3, 1, 4, 1, 5] and ds.test.labels.tolist() == [9, 2]
+    expected = torch.from_numpy(train[0]).float().div(255).sub(0.5).unsqueeze(1)
+    torch.testing.assert_close(ds.train.images, expected)
+
+
+def test_download_failure_names_mnist_mini(tmp_path, monkeypatch):
+    import torchvision
+
+    def no_network(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
+    with pytest.raises(data.DataError) as info:
+        data.load("mnist", tmp_path / "nowhere")
+    message = str(info.value)
+    assert "\n" not in message and "mnist-mini" in message and "Error downloading" in message
+
+
+def test_batches_cover_the_split_once_and_shuffle_with_the_seed():
+    split = data.Split(torch.arange(10.0).view(10, 1), torch.arange(10))
+    seen = torch.cat([y for _, y in data.batches(split, 4, torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(10)) and seen.tolist() != list(range(10))
+    again = torch.cat([y for _, y in data.batches(split, 4, torch.Generator().manual_seed(0))])
+    assert torch.equal(seen, again)
+    in_order = [y.tolist() for _, y in data.batches(split, 4)]
+    assert in_order == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(list(data.batches(split, 4, max_batches=2))) == 2

@@ -1,0 +1,57 @@
+"""The contract every registered model obeys (timm-style, parametrized over the registry)."""
+
+import pytest
+import torch
+
+import models
+
+
+@pytest.fixture(params=models.available())
+def model(request):
+    torch.manual_seed(0)
+    return models.build(request.param)
+
+
+def test_contract(model):
+    x = torch.rand(8, 1, 28, 28) - 0.5  # the preprocessed input range [-0.5, 0.5]
+    logits = model(x)
+    assert logits.shape == (8, 10)
+    assert torch.isfinite(logits).all()
+    torch.nn.functional.cross_entropy(logits, torch.arange(8) % 10).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} gets no gradient"
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"{name} gets an all-zero gradient"
+
+
+def test_flat_input_accepted(model):
+    x = torch.rand(4, 784) - 0.5
+    torch.manual_seed(1)
+    a = model(x)
+    torch.manual_seed(1)
+    b = model(x.view(4, 1, 28, 28))
+    torch.testing.assert_close(a, b)
+
+
+def test_no_hidden_state(model):
+    """Two calls on the same input and the same random draws agree: nothing is kept between calls."""
+    x = torch.rand(4, 784) - 0.5
+    torch.manual_seed(2)
+    first = model(x)
+    model(torch.rand(4, 784))  # a call in between must not leak into the next one
+    torch.manual_seed(2)
+    assert torch.equal(model(x), first)
+    assert not [k for k in vars(model) if k.startswith("prev")]
+
+
+def test_snn_masks_argument_replaces_random_draws():
+    model = models.build("snn:time_steps=5")
+    x = torch.rand(3, 784) - 0.5
+    masks = torch.rand(5, 3, 784)
+    torch.manual_seed(0)
+    a = model(x, masks=masks)
+    torch.manual_seed(99)
+    assert torch.equal(model(x, masks=masks), a)
+    assert not torch.equal(model(x), a)  # random masks differ from the given ones
+    with pytest.raises(ValueError, match="masks must have shape"):
+        model(x, masks=masks[:4])

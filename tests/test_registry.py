@@ -1,0 +1,70 @@
+from dataclasses import dataclass
+
+import pytest
+from torch import nn
+
+import models
+from models.registry import MODELS, SpecError, parse_spec, register
+
+
+def test_available_lists_the_spec_models():
+    assert {"ffn", "snn"} <= set(models.available())
+    assert models.available() == sorted(models.available())
+
+
+def test_duplicate_name_raises():
+    with pytest.raises(ValueError, match="already registered"):
+
+        @register("ffn")
+        class Again(nn.Module):
+            @dataclass
+            class Config:
+                pass
+
+
+def test_registration_needs_a_config_dataclass():
+    with pytest.raises(TypeError, match="Config"):
+
+        @register("no-config-model")
+        class NoConfig(nn.Module):
+            pass
+
+    assert "no-config-model" not in MODELS
+
+
+def test_unknown_name_lists_known_sorted():
+    with pytest.raises(SpecError) as info:
+        models.build("lstm")
+    assert "unknown model 'lstm'" in str(info.value)
+    assert ", ".join(models.available()) in str(info.value)
+
+
+def test_spec_is_canonicalised():
+    spec = parse_spec("snn: time_steps=32 , reset=proportional")
+    assert spec.config.time_steps == 32 and spec.config.reset == "proportional"
+    assert spec.label == "snn:reset=proportional,time_steps=32"
+    assert parse_spec("snn:time_steps=128").label == "snn"  # defaults vanish from the label
+    assert parse_spec("snn:decay=0.5").label == "snn:decay=0.5"
+    assert parse_spec(spec.label).label == spec.label
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("snn:colour=red", "unknown key 'colour' for model snn; valid keys: hidden, time_steps"),
+        ("snn:time_steps=many", "bad value 'many' for time_steps"),
+        ("snn:time_steps=0", "time_steps must be positive"),
+        ("snn:reset=hard", "choose from subtract, proportional"),
+        ("ffn:hidden=-3", "hidden must be positive"),
+        ("snn:time_steps", "expected key=value"),
+    ],
+)
+def test_bad_specs_are_clear_errors(text, message):
+    with pytest.raises(SpecError, match=message.replace("(", r"\(")):
+        parse_spec(text)
+
+
+def test_build_uses_the_config():
+    model = models.build("snn:hidden=7,time_steps=3")
+    assert model.layer1.fc.out_features == 7 and model.config.time_steps == 3
+    assert models.build("ffn:hidden=5").net[0].out_features == 5
