@@ -1,0 +1,1 @@
+"""The report generator: result CSVs -> a Markdown report with figures and statistics."""
