@@ -39,17 +39,29 @@ class EpochStats:
     seconds: float
 
 
-def _sums(model: nn.Module, pairs: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable | None):
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
+    """One optimizer step on the batch mean of the cross-entropy. Returns (summed loss, logits), detached."""
+    logits = model(x)
+    loss = F.cross_entropy(logits, y, reduction="sum")
+    optimizer.zero_grad(set_to_none=True)
+    (loss / len(y)).backward()
+    optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+def inference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """Forward only. Returns (summed loss, logits)."""
+    logits = model(x)
+    return F.cross_entropy(logits, y, reduction="sum"), logits
+
+
+def _sums(pairs: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable):
     """Sum of losses and of correct predictions, kept on the device: no sync per batch."""
     loss_sum = correct = None
     samples = 0
     for x, y in pairs:
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, reduction="sum")
-        if step is not None:
-            step(loss / len(y))  # the loss that is optimised is the batch mean
-        batch_correct = (logits.detach().argmax(1) == y).sum()
-        loss = loss.detach()
+        loss, logits = step(x, y)
+        batch_correct = (logits.argmax(1) == y).sum()
         loss_sum = loss if loss_sum is None else loss_sum + loss
         correct = batch_correct if correct is None else correct + batch_correct
         samples += len(y)
@@ -71,15 +83,9 @@ def train_epoch(
 ) -> EpochStats:
     """One pass over shuffled ``split``; the clock runs from the first batch to the last step, device synced."""
     model.train()
-
-    def step(loss: torch.Tensor) -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
     pairs = _progress(batches(split, batch_size, generator, max_batches), num_batches(len(split), batch_size, max_batches), desc)
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(model, pairs, step)
+        loss_sum, correct, n = _sums(pairs, lambda x, y: training_step(model, optimizer, x, y))
     return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
 
 
@@ -89,7 +95,7 @@ def evaluate(model: nn.Module, split: Split, batch_size: int, max_batches: int |
     model.eval()
     pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(model, pairs, None)
+        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y))
     return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
 
 

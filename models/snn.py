@@ -1,100 +1,117 @@
-"""The 2018 spiking network, written step by step exactly as SPEC.md reads.
+"""The fast SNN: the same model as ``snn-reference``, evaluated layer by layer.
 
-Each spiking layer integrates ``h_t = W x_t + b + d * v_{t-1}``, emits a graded
-output ``o_t = relu(h_t - threshold)`` and resets the neurons that fired. It
-returns its *previous* state and output (a one-step delay). Logits are the mean
-over all T steps of the second layer's delayed state.
+Layer 1's input does not depend on its state, so its matmul runs over all time
+steps at once (one big GEMM instead of T small ones); only the elementwise neuron
+recurrence is sequential. The recurrence is one autograd Function whose backward
+is the reverse linear recurrence of SPEC.md's cost section, saving only the
+1-byte firing gates instead of every intermediate tensor.
+
+Because of the two one-step delays, the logits never see layer 1's last two
+steps or layer 2's last step, so those are not computed (the reference computes
+and discards them); with the same masks the results are the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from models.registry import check_positive, register
+from models import masks as mask_rng
+from models.registry import register
+from models.snn_reference import SNNReference
 
-Reset = Literal["subtract", "proportional"]
 
+class NeuronRecurrence(torch.autograd.Function):
+    """Input currents ``I`` (T, B, N) -> new states ``v_1..v_T`` and outputs ``o_1..o_T``, each (T, B, N).
 
-class SpikingLayer(nn.Module):
-    """A fully connected layer of leaky, graded-output spiking neurons.
-
-    ``step`` is a pure function of the input and the previous state; the time
-    loop and the state live in the caller, so nothing is stored between calls.
+    Forward, from v_0 = 0 (SPEC.md):  h_t = I_t + d v_{t-1};  o_t = relu(h_t - theta);  g_t = 1[o_t > 0];
+        subtract:      v_t = h_t - (p + o_t) g_t             dv_t/dh_t = 1 - g_t
+        proportional:  v_t = h_t - (p / theta) h_t g_t       dv_t/dh_t = 1 - (p / theta) g_t
+    Backward, with do_t/dh_t = g_t, from t = T down to 1:
+        dL/dh_t = g_t dL/do_t + dv_t/dh_t (dL/dv_t + d dL/dh_{t+1})
+    and dL/dI_t = dL/dh_t. Only the gates g_t are saved, as bool.
     """
 
-    def __init__(self, n_in: int, n_out: int, decay: float, threshold: float, penalty: float, reset: Reset):
-        super().__init__()
-        self.fc = nn.Linear(n_in, n_out)
-        nn.init.xavier_uniform_(self.fc.weight)  # the bias keeps PyTorch's default init
-        self.decay, self.threshold, self.penalty, self.reset = decay, threshold, penalty, reset
+    @staticmethod
+    def forward(ctx, current, decay: float, threshold: float, penalty: float, proportional: bool):
+        states, outputs = torch.empty_like(current), torch.empty_like(current)
+        gates = torch.empty(current.shape, dtype=torch.bool, device=current.device)
+        h, reset = torch.empty_like(current[0]), torch.empty_like(current[0])
+        v = current.new_zeros(current.shape[1:])
+        # In place and in the reference's order of operations, so the rounding is the same:
+        # where(g, h - r, h) equals h - r * g exactly for g in {0, 1}.
+        for t in range(current.shape[0]):
+            torch.mul(v, decay, out=h).add_(current[t])  # h = I_t + d v_{t-1}
+            o = torch.sub(h, threshold, out=outputs[t]).clamp_min_(0.0)  # relu(h - theta)
+            g = torch.gt(o, 0.0, out=gates[t])
+            if proportional:
+                torch.mul(h, penalty / threshold, out=reset)  # (p / theta) h
+            else:
+                torch.add(o, penalty, out=reset)  # p + o
+            torch.sub(h, reset, out=reset)
+            v = torch.where(g, reset, h, out=states[t])
+        ctx.save_for_backward(gates)
+        ctx.decay, ctx.slope_when_fired = decay, (1.0 - penalty / threshold) if proportional else 0.0
+        return states, outputs
 
-    def step(
-        self, x: torch.Tensor, v: torch.Tensor, o: torch.Tensor
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        """One time step. Returns ``((v_{t-1}, o_{t-1}), (v_t, o_t))``: the delayed output, the new state.
-
-            h_t = W x_t + b + d * v_{t-1}
-            o_t = relu(h_t - threshold)
-            g_t = 1[o_t > 0]                          (a constant for autograd)
-            v_t = h_t - (penalty + o_t) * g_t           reset="subtract"  (the seed text)
-            v_t = h_t - (penalty / threshold) * h_t * g_t  reset="proportional"  (the 2018 code)
-        """
-        h = self.fc(x) + self.decay * v  # (B, n_out)
-        o_new = F.relu(h - self.threshold)
-        g = (o_new > 0).to(h.dtype)
-        if self.reset == "subtract":
-            v_new = h - (self.penalty + o_new) * g
-        else:
-            v_new = h - (self.penalty / self.threshold) * h * g
-        return (v, o), (v_new, o_new)
+    @staticmethod
+    def backward(ctx, grad_states, grad_outputs):
+        (gates,) = ctx.saved_tensors
+        d, slope = ctx.decay, ctx.slope_when_fired
+        like = grad_states if grad_states is not None else grad_outputs
+        grad_current = torch.empty_like(like)
+        a = like.new_zeros(gates.shape[1:])  # dL/dh_{t+1}
+        dv, fired_grad = torch.empty_like(a), torch.empty_like(a)
+        for t in range(gates.shape[0] - 1, -1, -1):
+            torch.mul(a, d, out=dv)  # everything that flows into v_t: d dL/dh_{t+1} ...
+            if grad_states is not None:
+                dv.add_(grad_states[t])  # ... plus what the caller's use of v_t sends back
+            if grad_outputs is None:
+                fired_grad.zero_()
+            else:
+                fired_grad.copy_(grad_outputs[t])
+            if slope:
+                fired_grad.add_(dv, alpha=slope)
+            a = torch.where(gates[t], fired_grad, dv, out=grad_current[t])
+        return grad_current, None, None, None, None
 
 
 @register("snn")
-class SNN(nn.Module):
-    @dataclass(frozen=True)
-    class Config:
-        hidden: int = 100  # hidden spiking neurons, as many as the FFN's hidden units
-        time_steps: int = 128  # T: the 2018 notebook's simulation length
-        decay: float = 0.9  # d: the inner state keeps 90% per step (exponential leak)
-        threshold: float = 1.0  # theta: the output is relu(h - theta)
-        penalty: float = 1.5  # p: refractory penalty subtracted when a neuron fires
-        reset: Reset = "subtract"  # "subtract": seed text's rule; "proportional": 2018 code's rule
-        n_in: int = 784
-        n_out: int = 10
-
-        def __post_init__(self):
-            check_positive(self, "hidden", "time_steps", "threshold", "n_in", "n_out")
-            if self.reset not in ("subtract", "proportional"):
-                raise ValueError(f"reset must be subtract or proportional, got {self.reset!r}")
-
-    def __init__(self, config: Config | None = None):
-        super().__init__()
-        self.config = c = config or self.Config()
-        args = (c.decay, c.threshold, c.penalty, c.reset)
-        self.layer1 = SpikingLayer(c.n_in, c.hidden, *args)
-        self.layer2 = SpikingLayer(c.hidden, c.n_out, *args)
-
-    def draw_masks(self, x: torch.Tensor) -> torch.Tensor:
-        """Random noisy masks u_t ~ U[0, 1), fresh per step, sample and pixel: (T, B, n_in)."""
-        return torch.rand((self.config.time_steps, *x.shape), device=x.device, dtype=x.dtype)
+class SNN(SNNReference):
+    """Same config, parameters, ``masks`` argument and results as ``snn-reference``; much less work per step."""
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.config
         x = x.flatten(1)  # (B, n_in)
+        B, T = x.shape[0], c.time_steps
+        steps1 = max(T - 2, 0)  # layer 2 sees o1_0 = 0, o1_1 .. o1_{T-2}: layer 1 runs T-2 steps
         if masks is None:
-            masks = self.draw_masks(x)
-        elif masks.shape != (self.config.time_steps, *x.shape):
-            raise ValueError(f"masks must have shape {(self.config.time_steps, *x.shape)}, got {tuple(masks.shape)}")
-        zeros1 = x.new_zeros(x.shape[0], self.config.hidden)
-        zeros2 = x.new_zeros(x.shape[0], self.config.n_out)
-        state1, state2 = (zeros1, zeros1), (zeros2, zeros2)
-        kept = []
-        for t in range(self.config.time_steps):
-            (_, out1), state1 = self.layer1.step(masks[t] * x, *state1)  # layer 1's delayed output o1_{t-1}
-            (v2, _), state2 = self.layer2.step(out1, *state2)  # layer 2's delayed state v2_{t-1}
-            kept.append(v2)
-        return torch.stack(kept).mean(0)  # (B, n_out)
+            inputs = mask_rng.uniform_(self._workspace((steps1, B, c.n_in), x)).mul_(x)  # (T-2, B, n_in)
+        elif masks.shape != (T, *x.shape):
+            raise ValueError(f"masks must have shape {(T, *x.shape)}, got {tuple(masks.shape)}")
+        else:
+            inputs = masks[:steps1] * x
+        if T == 1:  # the one kept state is v2_0 = 0
+            return x.new_zeros(B, c.n_out)
+        args = (c.decay, c.threshold, c.penalty, c.reset == "proportional")
+        w1, b1, w2, b2 = self.layer1.fc.weight, self.layer1.fc.bias, self.layer2.fc.weight, self.layer2.fc.bias
+        first2 = b2.expand(1, B, c.n_out)  # layer 2's current at step 1: W2 o1_0 + b2 = b2
+        if steps1:
+            current1 = F.linear(inputs, w1, b1)  # (T-2, B, hidden): all steps in one GEMM
+            _, out1 = NeuronRecurrence.apply(current1, *args)
+            current2 = torch.cat([first2, F.linear(out1, w2, b2)])  # (T-1, B, n_out)
+        else:
+            current2 = first2
+        # the kept states are v2_0 = 0, v2_1 .. v2_{T-1}: layer 2 runs T-1 steps
+        states2, _ = NeuronRecurrence.apply(current2, *args)
+        return states2.sum(0) / T  # the mean over all T kept states, v2_0 = 0 included
+
+    def _workspace(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A scratch tensor for the masked input, reused across calls: a 400 MB allocation per batch
+        costs page faults. Autograd's version counter guards it: backward through a graph whose
+        input was overwritten by a later call raises instead of using wrong numbers."""
+        buf = self.__dict__.get("_scratch")
+        if buf is None or buf.shape != shape or buf.device != like.device or buf.dtype != like.dtype:
+            buf = torch.empty(shape, device=like.device, dtype=like.dtype)
+            self.__dict__["_scratch"] = buf
+        return buf

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import models
-from models.snn import SpikingLayer
+from models.snn_reference import SpikingLayer
 
 
 def scalar_layer(reset, weight=1.0, bias=0.0):

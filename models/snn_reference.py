@@ -1,0 +1,102 @@
+"""The 2018 spiking network, written step by step exactly as SPEC.md reads (``snn-reference``).
+
+The fast ``snn`` (models/snn.py) must give the same logits and gradients as this one.
+
+Each spiking layer integrates ``h_t = W x_t + b + d * v_{t-1}``, emits a graded
+output ``o_t = relu(h_t - threshold)`` and resets the neurons that fired. It
+returns its *previous* state and output (a one-step delay). Logits are the mean
+over all T steps of the second layer's delayed state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.registry import check_positive, register
+
+Reset = Literal["subtract", "proportional"]
+
+
+class SpikingLayer(nn.Module):
+    """A fully connected layer of leaky, graded-output spiking neurons.
+
+    ``step`` is a pure function of the input and the previous state; the time
+    loop and the state live in the caller, so nothing is stored between calls.
+    """
+
+    def __init__(self, n_in: int, n_out: int, decay: float, threshold: float, penalty: float, reset: Reset):
+        super().__init__()
+        self.fc = nn.Linear(n_in, n_out)
+        nn.init.xavier_uniform_(self.fc.weight)  # the bias keeps PyTorch's default init
+        self.decay, self.threshold, self.penalty, self.reset = decay, threshold, penalty, reset
+
+    def step(
+        self, x: torch.Tensor, v: torch.Tensor, o: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """One time step. Returns ``((v_{t-1}, o_{t-1}), (v_t, o_t))``: the delayed output, the new state.
+
+            h_t = W x_t + b + d * v_{t-1}
+            o_t = relu(h_t - threshold)
+            g_t = 1[o_t > 0]                          (a constant for autograd)
+            v_t = h_t - (penalty + o_t) * g_t           reset="subtract"  (the seed text)
+            v_t = h_t - (penalty / threshold) * h_t * g_t  reset="proportional"  (the 2018 code)
+        """
+        h = self.fc(x) + self.decay * v  # (B, n_out)
+        o_new = F.relu(h - self.threshold)
+        g = (o_new > 0).to(h.dtype)
+        if self.reset == "subtract":
+            v_new = h - (self.penalty + o_new) * g
+        else:
+            v_new = h - (self.penalty / self.threshold) * h * g
+        return (v, o), (v_new, o_new)
+
+
+@register("snn-reference")
+class SNNReference(nn.Module):
+    @dataclass(frozen=True)
+    class Config:
+        hidden: int = 100  # hidden spiking neurons, as many as the FFN's hidden units
+        time_steps: int = 128  # T: the 2018 notebook's simulation length
+        decay: float = 0.9  # d: the inner state keeps 90% per step (exponential leak)
+        threshold: float = 1.0  # theta: the output is relu(h - theta)
+        penalty: float = 1.5  # p: refractory penalty subtracted when a neuron fires
+        reset: Reset = "subtract"  # "subtract": seed text's rule; "proportional": 2018 code's rule
+        n_in: int = 784
+        n_out: int = 10
+
+        def __post_init__(self):
+            check_positive(self, "hidden", "time_steps", "threshold", "n_in", "n_out")
+            if self.reset not in ("subtract", "proportional"):
+                raise ValueError(f"reset must be subtract or proportional, got {self.reset!r}")
+
+    def __init__(self, config: Config | None = None):
+        super().__init__()
+        self.config = c = config or self.Config()
+        args = (c.decay, c.threshold, c.penalty, c.reset)
+        self.layer1 = SpikingLayer(c.n_in, c.hidden, *args)
+        self.layer2 = SpikingLayer(c.hidden, c.n_out, *args)
+
+    def draw_masks(self, x: torch.Tensor) -> torch.Tensor:
+        """Random noisy masks u_t ~ U[0, 1), fresh per step, sample and pixel: (T, B, n_in)."""
+        return torch.rand((self.config.time_steps, *x.shape), device=x.device, dtype=x.dtype)
+
+    def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.flatten(1)  # (B, n_in)
+        if masks is None:
+            masks = self.draw_masks(x)
+        elif masks.shape != (self.config.time_steps, *x.shape):
+            raise ValueError(f"masks must have shape {(self.config.time_steps, *x.shape)}, got {tuple(masks.shape)}")
+        zeros1 = x.new_zeros(x.shape[0], self.config.hidden)
+        zeros2 = x.new_zeros(x.shape[0], self.config.n_out)
+        state1, state2 = (zeros1, zeros1), (zeros2, zeros2)
+        kept = []
+        for t in range(self.config.time_steps):
+            (_, out1), state1 = self.layer1.step(masks[t] * x, *state1)  # layer 1's delayed output o1_{t-1}
+            (v2, _), state2 = self.layer2.step(out1, *state2)  # layer 2's delayed state v2_{t-1}
+            kept.append(v2)
+        return torch.stack(kept).mean(0)  # (B, n_out)

@@ -1,0 +1,71 @@
+"""pytest-benchmark timings of every registered model at a small size (``tox -e bench`` saves the JSON).
+
+The timed callable is the training loop's own step (or forward pass), with the device
+synchronized inside it, so a GPU's queued work is counted.
+"""
+
+import pytest
+import torch
+
+import models
+from bench.loop import inference_step, training_step
+from bench.timing import synchronizer
+
+BATCH, TIME_STEPS = 100, 16
+DEVICES = ["cpu", "cuda"]
+
+
+def build(name: str, device: str) -> torch.nn.Module:
+    fields = models.MODELS[name].Config.__dataclass_fields__
+    spec = f"{name}:time_steps={TIME_STEPS}" if "time_steps" in fields else name
+    return models.build(spec).to(device)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    return request.param
+
+
+@pytest.fixture
+def batch(device):
+    x = torch.rand(BATCH, 1, 28, 28, device=device) - 0.5
+    return x, torch.randint(0, 10, (BATCH,), device=device)
+
+
+def _info(benchmark, name, device, what):
+    benchmark.group = f"{name} {what}"
+    benchmark.extra_info.update(device=device, batch_size=BATCH, time_steps=TIME_STEPS, step=what)
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_training_step(benchmark, name, device, batch):
+    model = build(name, device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+    sync = synchronizer(device)
+    _info(benchmark, name, device, "train")
+
+    def step():
+        out = training_step(model, optimizer, *batch)
+        sync()
+        return out
+
+    loss, logits = benchmark(step)
+    assert logits.shape == (BATCH, 10) and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_inference(benchmark, name, device, batch):
+    model = build(name, device).eval()
+    sync = synchronizer(device)
+    _info(benchmark, name, device, "inference")
+
+    @torch.no_grad()
+    def step():
+        out = inference_step(model, *batch)
+        sync()
+        return out
+
+    loss, logits = benchmark(step)
+    assert logits.shape == (BATCH, 10) and torch.isfinite(loss)
