@@ -25,7 +25,7 @@ def installed() -> list[str]:
 
 def _masked_input(x: torch.Tensor, time_steps: int) -> torch.Tensor:
     x = x.flatten(1)
-    return mask_rng.uniform_(torch.empty((time_steps, *x.shape), device=x.device, dtype=x.dtype)).mul_(x)  # (T, B, 784)
+    return mask_rng.masked_uniform_(torch.empty((time_steps, *x.shape), device=x.device, dtype=x.dtype), x)  # (T, B, 784)
 
 
 class SnnTorchNet(nn.Module):

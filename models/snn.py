@@ -85,8 +85,10 @@ class SNN(SNNReference):
         x = x.flatten(1)  # (B, n_in)
         B, T = x.shape[0], c.time_steps
         steps1 = max(T - 2, 0)  # layer 2 sees o1_0 = 0, o1_1 .. o1_{T-2}: layer 1 runs T-2 steps
-        if masks is None:
-            inputs = mask_rng.uniform_(self._workspace((steps1, B, c.n_in), x)).mul_(x)  # (T-2, B, n_in)
+        if masks is None and x.requires_grad:  # for gradients with respect to the input
+            inputs = mask_rng.uniform_(x.new_empty(steps1, B, c.n_in)) * x
+        elif masks is None:
+            inputs = mask_rng.masked_uniform_(self._workspace((steps1, B, c.n_in), x), x)  # (T-2, B, n_in): u_t * x
         elif masks.shape != (T, *x.shape):
             raise ValueError(f"masks must have shape {(T, *x.shape)}, got {tuple(masks.shape)}")
         else:

@@ -86,17 +86,35 @@ def test_recurrence_backward_matches_autograd_of_the_equations():
         assert torch.autograd.gradcheck(NeuronRecurrence.apply, (current, 0.9, 1.0, 1.5, proportional))
 
 
-def test_random_masks_are_uniform_and_seeded():
+@pytest.fixture(params=["native", "torch-threads"])
+def generator(request, monkeypatch):
+    if request.param == "native":
+        if not mask_rng.native():
+            pytest.skip("no C compiler here: the native generator is unavailable")
+    else:
+        monkeypatch.setattr(mask_rng, "_native", False)
+    return request.param
+
+
+def test_masks_are_uniform(generator):
+    from scipy import stats
+
+    torch.manual_seed(3)
+    u = mask_rng.uniform_(torch.empty(4, 1000, 784))
+    assert 0 <= u.min() and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 1e-3 and abs(u.var().item() - 1 / 12) < 1e-3
+    assert stats.kstest(u.view(-1)[::97].numpy(), "uniform").pvalue > 1e-3
+    # neighbours are not correlated (a broken counter hash would repeat or pair values)
+    flat = u.view(-1)
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 5e-3
+    assert len(torch.unique(flat[:100_000])) > 99_000
+
+
+def test_masks_repeat_under_a_seed_whatever_the_thread_count(generator):
     torch.manual_seed(3)
     a = mask_rng.uniform_(torch.empty(4, 1000, 784))
-    torch.manual_seed(3)
-    b = mask_rng.uniform_(torch.empty(4, 1000, 784))
-    assert torch.equal(a, b)
-    assert 0 <= a.min() and a.max() < 1
-    assert abs(a.mean().item() - 0.5) < 1e-3 and abs(a.var().item() - 1 / 12) < 1e-3
-    # the chunks use different streams: no chunk repeats another
-    chunks = a.view(-1).chunk(mask_rng.CHUNKS)
-    assert not torch.equal(chunks[0][:100], chunks[1][:100])
+    torch.manual_seed(4)
+    assert not torch.equal(mask_rng.uniform_(torch.empty(4, 1000, 784)), a)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -104,4 +122,21 @@ def test_random_masks_are_uniform_and_seeded():
         single = mask_rng.uniform_(torch.empty(4, 1000, 784))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(single, a) or threads == 1  # the same numbers whatever the thread count
+    assert torch.equal(single, a)
+
+
+def test_masked_draw_is_u_times_x(generator):
+    x = torch.rand(1000, 784) - 0.5
+    torch.manual_seed(5)
+    u = mask_rng.uniform_(torch.empty(3, 1000, 784))
+    torch.manual_seed(5)
+    masked = mask_rng.masked_uniform_(torch.empty(3, 1000, 784), x)
+    torch.testing.assert_close(masked, u * x, rtol=1e-6, atol=0)
+
+
+def test_snn_trains_through_either_generator(generator):
+    model = models.build("snn:time_steps=16")
+    x = torch.rand(1000, 784) - 0.5
+    logits = model(x)
+    torch.nn.functional.cross_entropy(logits, torch.randint(0, 10, (1000,))).backward()
+    assert torch.isfinite(logits).all() and model.layer1.fc.weight.grad.abs().sum() > 0
