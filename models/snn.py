@@ -66,13 +66,13 @@ class NeuronRecurrence(torch.autograd.Function):
             torch.mul(a, d, out=dv)  # everything that flows into v_t: d dL/dh_{t+1} ...
             if grad_states is not None:
                 dv.add_(grad_states[t])  # ... plus what the caller's use of v_t sends back
-            if grad_outputs is None:
-                fired_grad.zero_()
+            if slope and grad_outputs is not None:
+                fired = torch.add(grad_outputs[t], dv, alpha=slope, out=fired_grad)
+            elif slope:
+                fired = torch.mul(dv, slope, out=fired_grad)
             else:
-                fired_grad.copy_(grad_outputs[t])
-            if slope:
-                fired_grad.add_(dv, alpha=slope)
-            a = torch.where(gates[t], fired_grad, dv, out=grad_current[t])
+                fired = 0.0 if grad_outputs is None else grad_outputs[t]
+            a = torch.where(gates[t], fired, dv, out=grad_current[t])
         return grad_current, None, None, None, None
 
 
