@@ -6,6 +6,8 @@ so the input lies in [-0.5, 0.5] and the background is -0.5.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -58,11 +60,20 @@ def load_raw(name: str, data_dir: str | Path = "data") -> dict[str, tuple[torch.
     import torchvision
 
     cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+    raw_dir = Path(data_dir) / cls.__name__ / "raw"
+    if Path(data_dir).exists() and not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir} is not a folder")
+    have_raw = _has_raw(cls, data_dir)
+    if have_raw:
+        check_idx(raw_dir)
+    created = _first_missing(raw_dir)  # what a failed download must not leave behind
     out = {}
     for split in ("train", "test"):
         try:
-            ds = cls(root=str(data_dir), train=split == "train", download=not _has_raw(cls, data_dir))
+            ds = cls(root=str(data_dir), train=split == "train", download=not have_raw)
         except Exception as exc:  # torchvision raises many kinds; the user needs one line
+            if created is not None:
+                shutil.rmtree(created, ignore_errors=True)
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise DataError(
                 f"cannot load {name} from {data_dir} or download it ({reason[:200]}); "
@@ -72,11 +83,55 @@ def load_raw(name: str, data_dir: str | Path = "data") -> dict[str, tuple[torch.
     return out
 
 
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
 def _has_raw(cls, data_dir: str | Path) -> bool:
     """True when the four raw IDX files are there: then torchvision must not try the network."""
     raw = Path(data_dir) / cls.__name__ / "raw"
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    return all((raw / n).is_file() for n in names)
+    return all((raw / n).is_file() for n in IDX_FILES)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder on the way to ``path`` that does not exist yet (None if ``path`` exists)."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def check_idx(raw_dir: str | Path) -> None:
+    """DataError naming the first IDX file that is unreadable, has a wrong magic number or size,
+    holds labels outside 0-9, or whose image and label counts differ (torchvision checks none of it)."""
+    counts = {}
+    for name in IDX_FILES:
+        path = Path(raw_dir) / name
+        images = "images" in name
+        want_magic, header_size = (2051, 16) if images else (2049, 8)
+        try:
+            with open(path, "rb") as f:
+                header = f.read(header_size)
+                size = os.fstat(f.fileno()).st_size - header_size
+                labels = b"" if images else f.read()
+        except OSError as exc:
+            raise DataError(f"cannot read {path}: {exc.strerror}") from None
+        if len(header) < header_size or int.from_bytes(header[:4], "big") != want_magic:
+            raise DataError(f"{path} is not an IDX {'image' if images else 'label'} file (magic number is not {want_magic})")
+        n = int.from_bytes(header[4:8], "big")
+        shape = (int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")) if images else ()
+        if shape not in ((), (28, 28)):
+            raise DataError(f"{path}: images are {shape[0]}x{shape[1]}, expected 28x28")
+        if size != n * (784 if images else 1):
+            raise DataError(f"{path} is truncated or too long: {size} data bytes for {n} items")
+        if labels and max(labels) > 9:
+            raise DataError(f"{path}: label {max(labels)} is not a class 0-9")
+        counts[name] = n
+    for split in ("train", "t10k"):
+        n_images, n_labels = counts[f"{split}-images-idx3-ubyte"], counts[f"{split}-labels-idx1-ubyte"]
+        if n_images != n_labels:
+            raise DataError(f"{raw_dir}: {split} has {n_images} images but {n_labels} labels")
 
 
 def load(name: str, data_dir: str | Path = "data", device: str | torch.device = "cpu") -> Dataset:

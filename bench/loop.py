@@ -5,6 +5,7 @@ The loss, the optimizer and the timing live here, never in a model.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,6 +30,10 @@ class Schedule:
 
     def lr(self, epoch: int) -> float:
         return self.lrs[min(epoch, len(self.lrs)) - 1]
+
+
+class Diverged(ArithmeticError):
+    """A NaN or infinite loss: that training cannot go on."""
 
 
 @dataclass
@@ -107,6 +112,34 @@ def seed_everything(seed: int, device: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def epochs(
+    model: nn.Module,
+    data: Dataset,
+    shuffle: torch.Generator,
+    schedule: Schedule,
+    first: int = 1,
+    desc: str = "",
+) -> Iterator[tuple[int, float, EpochStats, EpochStats]]:
+    """Train ``model`` from epoch ``first`` on; yield ``(epoch, lr, train_stats, test_stats)`` after each.
+
+    Between two yields the only state is the model, ``shuffle`` and the global RNGs: a caller
+    that saves them at a yield can continue later from ``first = epoch + 1`` and get the same numbers.
+    Raises Diverged when an epoch's mean loss is NaN or infinite (checked once per epoch, no extra sync).
+    """
+    for epoch in range(first, schedule.epochs + 1):
+        lr = schedule.lr(epoch)
+        # a fresh optimizer each epoch, as in 2018: the momentum buffer starts at zero again
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum)
+        tag = f"{desc} epoch {epoch}/{schedule.epochs}"
+        train_stats = train_epoch(model, data.train, optimizer, schedule.batch_size, shuffle, schedule.max_batches, tag)
+        if not math.isfinite(train_stats.loss):
+            raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {lr})")
+        test_stats = evaluate(model, data.test, schedule.batch_size, schedule.max_batches, tag + " test")
+        if not math.isfinite(test_stats.loss):
+            raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {lr})")
+        yield epoch, lr, train_stats, test_stats
+
+
 def train(
     model_factory: Callable[[], nn.Module],
     data: Dataset,
@@ -119,12 +152,6 @@ def train(
     """One seeded training of a fresh model; ``on_epoch(epoch, lr, train_stats, test_stats)`` after each epoch."""
     shuffle = seed_everything(seed, device)
     model = model_factory().to(device)
-    for epoch in range(1, schedule.epochs + 1):
-        lr = schedule.lr(epoch)
-        # a fresh optimizer each epoch, as in 2018: the momentum buffer starts at zero again
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum)
-        tag = f"{desc} epoch {epoch}/{schedule.epochs}"
-        train_stats = train_epoch(model, data.train, optimizer, schedule.batch_size, shuffle, schedule.max_batches, tag)
-        test_stats = evaluate(model, data.test, schedule.batch_size, schedule.max_batches, tag + " test")
-        on_epoch(epoch, lr, train_stats, test_stats)
+    for stats in epochs(model, data, shuffle, schedule, 1, desc):
+        on_epoch(*stats)
     return model

@@ -7,6 +7,7 @@ replaced atomically, so an interrupted run never leaves a half-written file.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -14,8 +15,16 @@ import secrets
 import subprocess
 import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 COLUMNS = [
     "run_id", "dataset", "model", "device", "seed", "epoch", "lr",
@@ -23,6 +32,25 @@ COLUMNS = [
     "train_seconds", "eval_seconds", "train_samples_per_second",
     "train_samples", "test_samples",
 ]  # fmt: skip
+INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
+STR_COLUMNS = {"run_id", "dataset", "model", "device"}
+
+
+class PartialLineWarning(UserWarning):
+    """The last line of a CSV has no newline: it was cut off mid-write and is not data."""
+
+
+def check_writable(parent: str | Path) -> None:
+    """Raise OSError unless ``parent`` is, or could be created as, a writable folder; creates nothing."""
+    path = Path(parent).absolute()
+    while not path.exists():
+        if path.is_symlink() or path.parent == path:
+            raise FileNotFoundError(2, "No such file or directory", str(path))
+        path = path.parent
+    if not path.is_dir():
+        raise NotADirectoryError(20, "Not a directory", str(path))
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied", str(path))
 
 
 def new_run_dir(parent: str | Path) -> tuple[str, Path]:
@@ -39,21 +67,64 @@ def new_run_dir(parent: str | Path) -> tuple[str, Path]:
             continue
 
 
+_locks: list[int] = []  # open descriptors of the run folders this process holds
+
+
+def lock_run_dir(run_dir: str | Path) -> None:
+    """Hold an exclusive lock on ``run_dir`` until this process ends; BlockingIOError if another one holds it."""
+    if fcntl is None:  # Windows: no advisory locks; atomic mkdir still keeps new runs apart
+        return
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    _locks.append(fd)
+
+
+@contextmanager
+def holding_locks() -> Iterator[None]:
+    """Release, on leaving the block, every run-folder lock taken inside it (the CLI holds them for one run)."""
+    held = len(_locks)
+    try:
+        yield
+    finally:
+        while len(_locks) > held:
+            os.close(_locks.pop())
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, int, int]:
+    """What makes a row unique in one run: (model, device, seed, epoch)."""
+    return str(row["model"]), str(row["device"]), int(row["seed"]), int(row["epoch"])
+
+
 class EpochWriter:
-    """Append tidy rows to ``epochs.csv``; each row is on disk when ``write`` returns."""
+    """Append tidy rows to ``epochs.csv``; each row is on disk when ``write`` returns.
+
+    A row whose (model, device, seed, epoch) is already in the file is not written again
+    (a resumed run may redo an epoch whose row survived: the CSV is trusted).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
+        self.keys = set() if fresh else {row_key(r) for r in read_epochs(self.path)}
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
         if fresh:
             self._writer.writeheader()
             self._sync()
 
-    def write(self, row: dict[str, Any]) -> None:
+    def write(self, row: dict[str, Any]) -> bool:
+        """Append ``row``; False (and nothing written) when its epoch is already in the file."""
+        key = row_key(row)
+        if key in self.keys:
+            return False
         self._writer.writerow(row)
         self._sync()
+        self.keys.add(key)
+        return True
 
     def _sync(self) -> None:
         self._file.flush()
@@ -69,16 +140,65 @@ class EpochWriter:
         self.close()
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a temporary file in the same folder, fsync'd, then renamed over."""
+def _split_partial(text: str) -> tuple[str, str]:
+    """(complete lines, the cut-off tail after the last newline)."""
+    end = text.rfind("\n") + 1
+    return text[:end], text[end:]
+
+
+def read_epochs(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of an ``epochs.csv``, typed (ints, floats, strings), in file order.
+
+    A last line without its newline was cut off mid-write (power loss, a killed machine):
+    it is dropped with a PartialLineWarning, never parsed as data.
+    """
+    with open(path, newline="", errors="replace") as f:
+        complete, partial = _split_partial(f.read())
+    if partial:
+        warnings.warn(f"{path}: ignoring a partial last line ({len(partial)} bytes, no newline)", PartialLineWarning, 2)
+    rows = []
+    for line_no, raw in enumerate(csv.DictReader(io.StringIO(complete, newline="")), start=2):
+        try:
+            rows.append({k: v if k in STR_COLUMNS else int(v) if k in INT_COLUMNS else float(v) for k, v in raw.items()})
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {line_no}: not a complete row of {len(COLUMNS)} columns") from None
+    return rows
+
+
+def repair_csv(path: str | Path) -> bytes:
+    """Cut a partial last line off ``path`` so rows can be appended; returns what was cut (b"" if none)."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            f.truncate(end)
+            f.flush()
+            os.fsync(f.fileno())
+    return data[end:]
+
+
+def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write ``path`` atomically: ``write(file)`` into a temporary file in the same folder, fsync, rename over."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (see ``atomic_write``)."""
+
+    def dump(f) -> None:
         json.dump(data, f, indent=2, default=str)
         f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+    atomic_write(path, dump)
 
 
 def environment() -> dict[str, Any]:

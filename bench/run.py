@@ -8,14 +8,22 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
+import torch
 from tabulate import tabulate
 
 import models
 from bench import data as datasets
+from bench import interrupt
+from bench.checkpoint import CheckpointError, Checkpoints
 from bench.devices import DeviceError, resolve_devices
-from bench.loop import EpochStats, Schedule, train
-from bench.results import EpochWriter, command_line, environment, new_run_dir, write_json
+from bench.loop import Diverged, Schedule, epochs, seed_everything
+from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, read_epochs, write_json
+from bench.resume import ResumeError, check_unchanged, new_record, open_run, read_run, recorded_args, resume_command, to_argv
+
+FINISHED = ("complete", "diverged")  # never run again on --resume; "oom" is tried again (memory may be free then)
 
 
 class UsageError(Exception):
@@ -61,11 +69,31 @@ def build_parser() -> Parser:
     p.add_argument("--max-batches", type=positive(int), default=None, help="cap train/test batches per epoch (default: no cap)")
     p.add_argument("--out", default="results", help="parent folder of the run folder (default: %(default)s)")
     p.add_argument("--no-report", action="store_true", help="do not build the Markdown report at the end")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", default=None,
+        help="finish the run in RUN_DIR with the arguments recorded in its run.json; "
+             "only --no-report and --keep-checkpoints may be added (default: start a new run)",
+    )  # fmt: skip
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each training's last checkpoint when it ends")
     return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    """The checked arguments; with --resume, the recorded ones (``args.meta`` is the run's run.json)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _checked(build_parser().parse_args(argv))
+    if args.resume is None:
+        return args
+    meta = read_run(args.resume)
+    recorded = to_argv(meta["args"])
+    # the recorded command line, then the given one: argparse keeps the last value of an option
+    wanted = _checked(build_parser().parse_args(recorded + argv))
+    check_unchanged(recorded_args(_checked(build_parser().parse_args(recorded))), recorded_args(wanted), args.resume)
+    wanted.meta = meta
+    return wanted
+
+
+def _checked(args: argparse.Namespace) -> argparse.Namespace:
     try:
         args.specs = [models.parse_spec(s) for s in args.models]
         args.devices = resolve_devices(args.device)
@@ -82,77 +110,165 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The CLI; returns the exit status: 0 done, 1 a training diverged or ran out of memory, 2 bad input,
+    130 or 143 interrupted by SIGINT or SIGTERM (the run can be resumed)."""
+    with interrupt.handlers(), holding_locks():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:  # before a run folder exists: nothing to resume
+            print("bench.run: interrupted before the run started", file=sys.stderr)
+            return getattr(exc, "exit_status", 130)
+
+
+@dataclass
+class Run:
+    """The run folder being written: run.json's contents, the CSV writer and the checkpoints."""
+
+    dir: Path
+    meta: dict
+    writer: EpochWriter | None = None
+    checkpoints: Checkpoints | None = None
+
+    def save(self) -> None:
+        write_json(self.dir / "run.json", self.meta)
+
+
+def _main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
+        if args.resume is None:
+            _run_folder_check(check_writable, args.out)  # before loading (and maybe downloading) any data
         loaded = {d: datasets.load(args.dataset, args.data_dir, d) for d in args.devices}
-        run_id, run_dir = new_run_dir(args.out)
-    except (UsageError, datasets.DataError) as exc:
+        if args.resume is None:
+            run_id, run_dir = _run_folder_check(new_run_dir, args.out)
+            lock_run_dir(run_dir)
+        else:
+            run_dir, meta = Path(args.resume), args.meta
+            run_id = meta["run_id"]
+            open_run(run_dir, meta)
+    except (UsageError, ResumeError, datasets.DataError) as exc:
         print(f"bench.run: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"bench.run: error: cannot create a run folder in {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
 
     schedule = Schedule(args.epochs, tuple(args.lr), args.momentum, args.batch_size, args.max_batches)
-    meta = {
-        "run_id": run_id,
-        "command": command_line(),
-        "status": "running",
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "finished": None,
-        "dataset": args.dataset,
-        "devices": args.devices,
-        "seeds": args.seeds,
-        "schedule": {"epochs": schedule.epochs, "lrs": list(schedule.lrs), "momentum": schedule.momentum,
-                     "batch_size": schedule.batch_size, "max_batches": schedule.max_batches,
-                     "optimizer": "SGD, fresh each epoch"},
-        "models": {s.label: {"name": s.name, "config": vars(s.config)} for s in args.specs},
-        "environment": environment(),
-    }  # fmt: skip
-    write_json(run_dir / "run.json", meta)
-    print(f"run {run_id}: {len(args.specs)} model(s) x {len(args.devices)} device(s) x {len(args.seeds)} seed(s) "
-          f"on {args.dataset}, results in {run_dir}", file=sys.stderr)  # fmt: skip
+    if args.resume is None:
+        meta = new_record(args, run_id, schedule)
+        write_json(run_dir / "run.json", meta)
+        print(f"run {run_id}: {len(args.specs)} model(s) x {len(args.devices)} device(s) x {len(args.seeds)} seed(s) "
+              f"on {args.dataset}, results in {run_dir}", file=sys.stderr)  # fmt: skip
+    else:
+        done = sum(t["status"] in FINISHED for t in meta["trainings"])
+        print(f"resuming run {run_id}: {done} of {len(meta['trainings'])} trainings finished, results in {run_dir}",
+              file=sys.stderr)  # fmt: skip
 
-    finals: list[dict] = []
+    specs = {s.label: s for s in args.specs}
+    run = Run(run_dir, meta, checkpoints=Checkpoints(run_dir, args.keep_checkpoints))
     try:
-        with EpochWriter(run_dir / "epochs.csv") as writer:
-            for device in args.devices:
-                for spec in args.specs:
-                    for seed in args.seeds:
-                        finals.append(_train_one(spec, device, seed, loaded[device], schedule, writer, run_id))
-        meta["status"] = "complete"
+        with EpochWriter(run_dir / "epochs.csv") as run.writer:
+            for t in meta["trainings"]:
+                if t["status"] not in FINISHED:
+                    _train_one(run, t, specs[t["model"]], loaded[t["device"]], schedule)
+        meta["status"] = "complete" if all(t["status"] == "complete" for t in meta["trainings"]) else "partial"
+    except KeyboardInterrupt as exc:
+        meta["status"] = "interrupted"
+        print(f"bench.run: interrupted ({exc or 'SIGINT'}); every finished epoch is in {run_dir / 'epochs.csv'}. Resume with:\n"
+              f"  {resume_command(run_dir)}", file=sys.stderr)  # fmt: skip
+        return getattr(exc, "exit_status", 130)
+    except CheckpointError as exc:
+        meta["status"] = "failed"
+        print(f"bench.run: error: {exc}; delete it to train that model again from epoch 1", file=sys.stderr)
+        return 2
     except BaseException:
-        meta["status"] = "interrupted" if sys.exc_info()[0] is KeyboardInterrupt else "failed"
+        meta["status"] = "failed"
         raise
     finally:
-        meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(run_dir / "run.json", meta)
+        with interrupt.ignored():  # a second Ctrl-C must not cut the record of the first
+            meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            run.save()
 
+    finals = _finals(read_epochs(run_dir / "epochs.csv"), meta["trainings"])
+    failed = [t for t in meta["trainings"] if t["status"] != "complete"]
     print(_console_table(finals))
+    for t in failed:
+        print(f"{t['status']}: {t['model']} on {t['device']}, seed {t['seed']}, after {t['epochs_done']} epoch(s): {t['detail']}")
     print(f"results: {run_dir / 'epochs.csv'}")
     if not args.no_report:
         from report.__main__ import build_report
 
         print(f"report: {build_report([run_dir], run_dir / 'report')}")
-    return 0
+    return 1 if failed else 0
 
 
-def _train_one(spec, device, seed, data, schedule, writer, run_id) -> dict:
-    last: dict = {}
+def _run_folder_check(function, out: str):
+    try:
+        return function(out)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+        raise UsageError(f"cannot create a run folder in {out}: {exc.strerror}{where}") from None
 
-    def record(epoch: int, lr: float, tr: EpochStats, te: EpochStats) -> None:
-        row = {
-            "run_id": run_id, "dataset": data.name, "model": spec.label, "device": device, "seed": seed,
-            "epoch": epoch, "lr": lr, "train_loss": tr.loss, "train_accuracy": tr.accuracy,
-            "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
-            "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
-            "train_samples": tr.samples, "test_samples": te.samples,
-        }  # fmt: skip
-        writer.write(row)
-        last.update(row, seconds_sum=last.get("seconds_sum", 0.0) + tr.seconds)
 
-    train(spec.build, data, device, seed, schedule, record, desc=f"{spec.label} {device} seed {seed}")
-    return last
+def _train_one(run: Run, t: dict, spec: models.ModelSpec, data: datasets.Dataset, schedule: Schedule) -> None:
+    """Train, or go on training from its checkpoint, the training ``t`` of run.json; record its status there."""
+    key, device, seed = (t["model"], t["device"], t["seed"]), t["device"], t["seed"]
+    desc = f"{spec.label} {device} seed {seed}"
+    shuffle = seed_everything(seed, device)
+    model = None
+    try:
+        model = spec.build().to(device)
+        done, row = run.checkpoints.restore(key, model, shuffle)
+        if row is not None:
+            run.writer.write(row)  # the checkpoint is saved before its row (see below): the row may be missing
+        elif t["epochs_done"]:
+            print(f"bench.run: warning: no checkpoint of {desc}; training it again from epoch 1, "
+                  "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
+        t.update(status="running", epochs_done=done)
+        run.save()
+        for epoch, lr, tr, te in epochs(model, data, shuffle, schedule, done + 1, desc):
+            row = {
+                "run_id": run.meta["run_id"], "dataset": data.name, "model": spec.label, "device": device, "seed": seed,
+                "epoch": epoch, "lr": lr, "train_loss": tr.loss, "train_accuracy": tr.accuracy,
+                "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
+                "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
+                "train_samples": tr.samples, "test_samples": te.samples,
+            }  # fmt: skip
+            # The checkpoint first, then the row, then run.json, with signals held until all three are on
+            # disk. A row is in the CSV only once its checkpoint is saved, so a resumed training goes on after
+            # its last checkpoint's epoch and never has rows beyond it; if a crash (power, kill -9) came between
+            # checkpoint and row, the row is written from the checkpoint; EpochWriter never writes a row twice.
+            with interrupt.critical():
+                run.checkpoints.save(key, epoch, row, model, shuffle)
+                run.writer.write(row)
+                t["epochs_done"] = epoch
+                run.save()
+        t["status"] = "complete"
+    except Diverged as exc:
+        t.update(status="diverged", detail=str(exc))
+        print(f"bench.run: {desc} diverged: {exc}; the other trainings go on", file=sys.stderr)
+    except torch.cuda.OutOfMemoryError:
+        t.update(status="oom", detail=f"out of memory on {device} with --batch-size {schedule.batch_size}")
+        print(f"bench.run: {desc}: out of memory on {device}; start a new run with a smaller --batch-size than "
+              f"{schedule.batch_size}, or free memory and --resume it (it goes on after its last epoch)",
+              file=sys.stderr)  # fmt: skip
+    except KeyboardInterrupt:
+        t["status"] = "interrupted"  # main() writes run.json
+        raise
+    del model  # so that after an out-of-memory error the next training gets the memory back
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    run.save()
+    if t["status"] != "oom":  # a resume tries an out-of-memory training again, from its checkpoint
+        run.checkpoints.remove(key)
+
+
+def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:
+    """The last row of each complete training, with its total training seconds as ``seconds_sum``."""
+    complete = {(t["model"], t["device"], t["seed"]) for t in trainings if t["status"] == "complete"}
+    finals: dict[tuple, dict] = {}
+    for r in rows:  # in file order: a training's epochs ascend
+        key = (r["model"], r["device"], r["seed"])
+        if key in complete:
+            finals[key] = dict(r, seconds_sum=finals.get(key, {}).get("seconds_sum", 0.0) + r["train_seconds"])
+    return list(finals.values())
 
 
 def _console_table(finals: list[dict]) -> str:

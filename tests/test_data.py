@@ -1,4 +1,6 @@
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,3 +73,71 @@ def test_batches_cover_the_split_once_and_shuffle_with_the_seed():
     in_order = [y.tolist() for _, y in data.batches(split, 4)]
     assert in_order == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert len(list(data.batches(split, 4, max_batches=2))) == 2
+
+
+def idx_files(tmp_path, n_train=5, n_test=2):
+    rng = np.random.default_rng(0)
+    train = (rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_train, dtype=np.uint8))
+    test = (rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_test, dtype=np.uint8))
+    write_idx(tmp_path, "MNIST", train, test)
+    return tmp_path / "MNIST" / "raw"
+
+
+def corrupt_magic(raw):
+    path = raw / "train-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">I", 2049) + path.read_bytes()[4:])
+
+
+def truncate(raw):
+    path = raw / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def count_mismatch(raw):
+    path = raw / "train-labels-idx1-ubyte"
+    path.write_bytes(struct.pack(">II", 2049, 4) + path.read_bytes()[8:12])
+
+
+def bad_label(raw):
+    path = raw / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1] + bytes([200]))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (corrupt_magic, "train-images-idx3-ubyte is not an IDX image file (magic number is not 2051)"),
+        (truncate, "t10k-images-idx3-ubyte is truncated or too long: 1468 data bytes for 2 items"),
+        (count_mismatch, "train has 5 images but 4 labels"),
+        (bad_label, "label 200 is not a class 0-9"),
+    ],
+)
+def test_corrupt_idx_files_are_one_line_errors(tmp_path, damage, message):
+    damage(idx_files(tmp_path))
+    with pytest.raises(data.DataError) as info:
+        data.load("mnist", tmp_path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_failed_download_leaves_no_folder_behind(tmp_path, monkeypatch):
+    import torchvision
+
+    def fail_like_torchvision(self):
+        os.makedirs(self.raw_folder, exist_ok=True)  # torchvision makes the folder, then fails to download
+        (Path(self.raw_folder) / "train-images-idx3-ubyte.gz.part").write_bytes(b"")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", fail_like_torchvision)
+    with pytest.raises(data.DataError, match="mnist-mini"):
+        data.load("mnist", tmp_path / "missing")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()  # a folder that was there before stays
+    with pytest.raises(data.DataError):
+        data.load("mnist", tmp_path / "kept")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+def test_a_data_dir_that_is_a_file_is_an_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(data.DataError, match="is not a folder"):
+        data.load("mnist", tmp_path / "file")

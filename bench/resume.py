@@ -1,0 +1,132 @@
+"""run.json and ``--resume RUN``: what a run records, which arguments may change, reopening its folder.
+
+run.json keeps the parsed arguments under ``"args"``; ``to_argv`` turns them back into a
+command line, so a resumed run goes through the very same parser and checks as a new one.
+Its ``"trainings"`` list holds each (model, device, seed)'s status (pending, running, complete,
+diverged, oom, interrupted) and epochs done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.results import COLUMNS, command_line, environment, lock_run_dir, repair_csv, write_json
+
+# Only options that change no number in the results may be given with --resume; repeating
+# any other option with its recorded value is harmless, a different value is an error.
+MAY_CHANGE = ("no_report", "keep_checkpoints")
+
+
+class ResumeError(ValueError):
+    """A folder that cannot be resumed, or arguments that contradict it; one line, exit status 2."""
+
+
+def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed arguments as run.json keeps them: canonical model labels, resolved devices, absolute paths."""
+    return {
+        "models": [s.label for s in args.specs], "device": list(args.devices), "dataset": args.dataset,
+        "data_dir": os.path.abspath(args.data_dir), "epochs": args.epochs, "lr": list(args.lr),
+        "momentum": args.momentum, "batch_size": args.batch_size, "seeds": list(args.seeds),
+        "max_batches": args.max_batches, "out": os.path.abspath(args.out),
+        "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints,
+    }  # fmt: skip
+
+
+def new_record(args: argparse.Namespace, run_id: str, schedule) -> dict[str, Any]:
+    """The run.json of a new run: provenance, every hyperparameter, the arguments, each training pending."""
+    return {
+        "run_id": run_id,
+        "command": command_line(),
+        "status": "running",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished": None,
+        "dataset": args.dataset,
+        "devices": args.devices,
+        "seeds": args.seeds,
+        "schedule": {"epochs": schedule.epochs, "lrs": list(schedule.lrs), "momentum": schedule.momentum,
+                     "batch_size": schedule.batch_size, "max_batches": schedule.max_batches,
+                     "optimizer": "SGD, fresh each epoch"},
+        "models": {s.label: {"name": s.name, "config": vars(s.config)} for s in args.specs},
+        "environment": environment(),
+        "args": recorded_args(args),
+        "trainings": [{"model": s.label, "device": d, "seed": seed, "status": "pending", "epochs_done": 0}
+                      for d in args.devices for s in args.specs for seed in args.seeds],
+    }  # fmt: skip
+
+
+def to_argv(recorded: dict[str, Any]) -> list[str]:
+    """``{"epochs": 3, "lr": [0.1], "no_report": True}`` -> ``["--epochs", "3", "--lr", "0.1", "--no-report"]``."""
+    argv: list[str] = []
+    for key, value in recorded.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv += [flag] if value else []
+        elif isinstance(value, list):
+            argv += [flag, *map(str, value)]
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def check_unchanged(recorded: dict[str, Any], wanted: dict[str, Any], run_dir: str | Path) -> None:
+    """ResumeError naming the first option whose value differs from the recorded one."""
+    for key, value in recorded.items():
+        if key not in MAY_CHANGE and wanted.get(key) != value:
+            flag, allowed = "--" + key.replace("_", "-"), " and ".join("--" + k.replace("_", "-") for k in MAY_CHANGE)
+            raise ResumeError(
+                f"{flag} {_show(wanted.get(key))} contradicts the recorded {flag} {_show(value)} of {run_dir}; "
+                f"with --resume only {allowed} may be given"
+            )
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The run.json of a folder that can be resumed; ResumeError otherwise. Changes nothing on disk."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResumeError(f"--resume {run_dir}: no such folder")
+    try:
+        meta = json.loads((run_dir / "run.json").read_text())
+    except FileNotFoundError:
+        raise ResumeError(f"--resume {run_dir}: not a run folder (no run.json)") from None
+    except (OSError, ValueError) as exc:
+        raise ResumeError(f"--resume {run_dir}: cannot read run.json ({exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("args"), dict) or not isinstance(meta.get("trainings"), list):
+        raise ResumeError(f"--resume {run_dir}: run.json has no recorded arguments or trainings; it cannot be resumed")
+    csv_path = run_dir / "epochs.csv"
+    if csv_path.exists():
+        with open(csv_path, newline="", errors="replace") as f:
+            first = f.readline()
+        if first.endswith("\n") and next(csv.reader([first])) != COLUMNS:  # a cut-off header is repaired later
+            raise ResumeError(f"--resume {run_dir}: epochs.csv has other columns than this version writes")
+    return meta
+
+
+def open_run(run_dir: Path, meta: dict[str, Any]) -> None:
+    """Take the run folder for this process and make it ready to append: lock, repair the CSV, note the resume."""
+    try:
+        lock_run_dir(run_dir)
+    except BlockingIOError:
+        raise ResumeError(f"--resume {run_dir}: another bench.run process is writing this run") from None
+    cut = repair_csv(run_dir / "epochs.csv") if (run_dir / "epochs.csv").exists() else b""
+    if cut:
+        print(f"bench.run: warning: {run_dir / 'epochs.csv'}: removed a partial last line ({len(cut)} bytes, "
+              "cut off mid-write); its epoch is redone or restored from its checkpoint", file=sys.stderr)  # fmt: skip
+    meta["status"] = "running"
+    meta.setdefault("resumes", []).append({"command": command_line(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    write_json(run_dir / "run.json", meta)
+
+
+def resume_command(run_dir: str | Path) -> str:
+    return f"{Path(sys.executable).name} -m bench.run --resume {shlex.quote(str(run_dir))}"

@@ -1,0 +1,183 @@
+"""Never lose a result: signals, resume with the same numbers, partial lines, divergence, out of memory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import bench.loop
+import bench.run
+from bench import interrupt
+from bench.results import read_epochs
+from bench.run import main
+
+TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second"}
+SMALL = ["--device", "cpu", "--dataset", "mnist-mini", "--max-batches", "2", "--batch-size", "100", "--no-report"]
+
+
+def numbers(run_dir):
+    """The rows without what differs between two runs of the same seeds: timings and the run id."""
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_epochs(run_dir / "epochs.csv")]
+
+
+def only_run(out):
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def interrupt_after_epoch(n, signum=signal.SIGINT):
+    """Replace the loop's epochs() by one that gets a signal once the first training's epoch ``n`` is recorded."""
+    real, calls = bench.run.epochs, []
+
+    def epochs(*args, **kwargs):
+        calls.append(1)
+        for i, item in enumerate(real(*args, **kwargs), start=1):
+            yield item  # the row and checkpoint are written before the generator goes on
+            if len(calls) == 1 and i == n:
+                os.kill(os.getpid(), signum)
+                time.sleep(1)  # the handler raises Interrupted while we wait
+
+    return epochs
+
+
+def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
+    argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *SMALL]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(bench.run, "epochs", interrupt_after_epoch(1))
+        assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    run_dir = only_run(tmp_path / "cut")
+    err = capsys.readouterr().err
+    assert f"Resume with:\n  {os.path.basename(sys.executable)} -m bench.run --resume {run_dir}\n" in err
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "interrupted"
+    assert [(t["status"], t["epochs_done"]) for t in meta["trainings"]] == [("interrupted", 1), ("pending", 0)]
+    assert len(read_epochs(run_dir / "epochs.csv")) == 1 and len(list((run_dir / "checkpoints").iterdir())) == 1
+
+    assert main(["--resume", str(run_dir)]) == 0
+    assert numbers(run_dir) == numbers(only_run(tmp_path / "whole"))  # exactly: losses and accuracies
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "complete" and len(meta["resumes"]) == 1
+    assert {t["status"] for t in meta["trainings"]} == {"complete"}
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_crash_between_checkpoint_and_row_and_a_partial_line_lose_nothing(tmp_path, capsys, monkeypatch):
+    argv = ["--models", "ffn", "--epochs", "3", *SMALL]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(bench.run, "epochs", interrupt_after_epoch(2))
+        assert main([*argv, "--out", str(tmp_path / "cut"), "--keep-checkpoints"]) == 130
+    run_dir = only_run(tmp_path / "cut")
+    # as if the power went out while row 2 was being written, after its checkpoint was saved
+    lines = (run_dir / "epochs.csv").read_bytes().splitlines(keepends=True)
+    (run_dir / "epochs.csv").write_bytes(b"".join(lines[:2]) + lines[2][:40])
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir)]) == 0
+    assert "removed a partial last line (40 bytes" in capsys.readouterr().err
+    assert numbers(run_dir) == numbers(only_run(tmp_path / "whole"))
+    assert len(list((run_dir / "checkpoints").iterdir())) == 1  # --keep-checkpoints is recorded for the resume
+
+
+def test_resuming_a_finished_run_changes_no_row(tmp_path, capsys):
+    assert main(["--models", "ffn", "--epochs", "1", *SMALL, "--out", str(tmp_path)]) == 0
+    run_dir = only_run(tmp_path)
+    before = (run_dir / "epochs.csv").read_bytes()
+    assert main(["--resume", str(run_dir), "--no-report"]) == 0
+    assert (run_dir / "epochs.csv").read_bytes() == before
+
+
+def test_a_signal_inside_a_critical_section_waits_for_its_end():
+    done = []
+    with interrupt.handlers():
+        with pytest.raises(interrupt.Interrupted) as info:
+            with interrupt.critical():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.1)
+                done.append("all of it")
+    assert done == ["all of it"] and info.value.exit_status == 143
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_to_the_process_stops_it_cleanly_and_it_can_be_resumed(tmp_path, signum, status):
+    argv = ["--models", "ffn", "--epochs", "20", *SMALL, "--max-batches", "1", "--out", str(tmp_path / "cut")]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for the first row
+        csvs = list((tmp_path / "cut").glob("*/epochs.csv"))
+        if csvs and csvs[0].read_text().count("\n") >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == status, err
+    run_dir = only_run(tmp_path / "cut")
+    assert "Traceback" not in err and f"interrupted ({signal.Signals(signum).name})" in err
+    command = err.rstrip("\n").splitlines()[-1].strip()
+    assert command == f"{os.path.basename(sys.executable)} -m bench.run --resume {run_dir}"
+    text = (run_dir / "epochs.csv").read_text()
+    assert text.endswith("\n")
+    rows = read_epochs(run_dir / "epochs.csv")
+    assert 1 <= len(rows) < 20 and [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["trainings"][0]["status"] == "interrupted"
+    if signum == signal.SIGTERM:  # run the printed command; the result is that of a run never stopped
+        resumed = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True, text=True, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        assert main([*argv[:-1], str(tmp_path / "whole")]) == 0
+        assert numbers(run_dir) == numbers(only_run(tmp_path / "whole"))
+
+
+def test_a_diverging_training_stops_and_the_others_go_on(tmp_path, capsys):
+    diverging = "snn:decay=1e+30,time_steps=4"  # the state overflows to inf, the loss is nan
+    assert main(["--models", diverging, "ffn", "--epochs", "2", *SMALL, "--out", str(tmp_path)]) == 1
+    run_dir = only_run(tmp_path)
+    out, err = capsys.readouterr()
+    trainings = json.loads((run_dir / "run.json").read_text())["trainings"]
+    assert [(t["model"], t["status"], t["epochs_done"]) for t in trainings] == [
+        (diverging, "diverged", 0), ("ffn", "complete", 2)
+    ]
+    assert trainings[0]["detail"] == "train loss nan in epoch 1 (lr 0.1)"
+    assert f"diverged: {diverging} on cpu, seed 0, after 0 epoch(s): train loss nan in epoch 1" in out
+    assert f"bench.run: {diverging} cpu seed 0 diverged" in err
+    assert [(r["model"], r["epoch"]) for r in read_epochs(run_dir / "epochs.csv")] == [("ffn", 1), ("ffn", 2)]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "partial"
+    assert not (run_dir / "checkpoints").exists()
+    assert main(["--resume", str(run_dir)]) == 1  # a diverged training is not tried again
+    assert len(read_epochs(run_dir / "epochs.csv")) == 2
+
+
+def test_a_huge_learning_rate_diverges(tmp_path, capsys):
+    assert main(["--models", "ffn", "--epochs", "1", "--lr", "1e30", *SMALL, "--out", str(tmp_path)]) == 1
+    (training,) = json.loads((only_run(tmp_path) / "run.json").read_text())["trainings"]
+    assert training["status"] == "diverged" and "nan" in training["detail"]
+
+
+def test_out_of_memory_stops_that_training_only_and_a_resume_tries_it_again(tmp_path, capsys, monkeypatch):
+    real = bench.loop.train_epoch
+
+    def train_epoch(model, *args, **kwargs):
+        if type(model).__name__ == "SNN" and real_calls[0] >= 1:  # its second epoch runs out of memory
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        real_calls[0] += type(model).__name__ == "SNN"
+        return real(model, *args, **kwargs)
+
+    real_calls = [0]
+    argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "2", *SMALL]
+    with monkeypatch.context() as m:
+        m.setattr(bench.loop, "train_epoch", train_epoch)
+        assert main([*argv, "--out", str(tmp_path / "cut")]) == 1
+    run_dir = only_run(tmp_path / "cut")
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert [(t["status"], t["epochs_done"]) for t in meta["trainings"]] == [("oom", 1), ("complete", 2)]
+    assert meta["status"] == "partial"
+    out, err = capsys.readouterr()
+    assert "start a new run with a smaller --batch-size than 100" in err and "oom: snn:time_steps=4 on cpu" in out
+    assert main(["--resume", str(run_dir)]) == 0  # memory is free now: it goes on from epoch 1's checkpoint
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    assert sorted(numbers(run_dir), key=str) == sorted(numbers(only_run(tmp_path / "whole")), key=str)
