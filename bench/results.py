@@ -208,6 +208,7 @@ def environment() -> dict[str, Any]:
 
     import bench
     from bench.devices import available_devices, cpu_model, device_name
+    from models.masks import generator_name
 
     return {
         "python": platform.python_version(),
@@ -219,6 +220,7 @@ def environment() -> dict[str, Any]:
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_mask_generator": generator_name("cpu"),
         "devices": {d: device_name(d) for d in available_devices()},
         "cuda": torch.version.cuda,
     }
