@@ -122,7 +122,7 @@ def head_to_head(data: pd.DataFrame) -> list[str]:
         "acc. difference (points)": f"{r['difference']:+.2f}",
         "95% CI (Welch)": "-" if math.isnan(r["ci_low"]) else f"{r['ci_low']:+.2f} to {r['ci_high']:+.2f}",
         "p (Welch's t-test)": "-" if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}",
-        "time/epoch ratio": f"{r['time_ratio']:.3g}x",
+        "time/epoch ratio": stats.ratio(r["time_ratio"]),
     } for _, r in h2h.iterrows()]  # fmt: skip
     lines += [
         table(rows),

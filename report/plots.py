@@ -107,7 +107,7 @@ def accuracy_by_time(data: pd.DataFrame, dataset: str, palette: dict, target: fl
            title=f"{dataset}: test accuracy against training time (mean over seeds, one point per epoch)")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="best", fontsize=9)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)  # outside: never over a line
     fig.tight_layout()
     return fig
 
@@ -122,21 +122,18 @@ def seconds_per_epoch(data: pd.DataFrame, dataset: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(models) * max(1, len(devices) / 2) + 2), 4.5))
     sns.barplot(
         data=per_training, x="model", y="seconds_per_epoch", hue="device", order=models, hue_order=devices,
-        errorbar=("pi", 100), capsize=0.1, err_kws={"linewidth": 1.2},
-        palette="muted", log_scale=(False, log), ax=ax,
+        errorbar=("pi", 100), capsize=0.1, err_kws={"linewidth": 1.2}, palette="muted", ax=ax,
     )  # fmt: skip
-    for container in ax.containers:
-        ax.bar_label(
-            container,
-            fmt="%.3g",
-            fontsize=8,
-            padding=2,
-            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
-        )
+    if log:  # after drawing: barplot(log_scale=True) would average in log space (a geometric mean) and lose the bars
+        ax.set_yscale("log")
+    for bar in ax.patches:  # the value right of the whisker, at the bar's top
+        if bar.get_height() > 0:
+            ax.annotate(f"{bar.get_height():.3g}", (bar.get_x() + 0.78 * bar.get_width(), bar.get_height()),
+                        xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)  # fmt: skip
     ax.set(xlabel="model", ylabel="training time per epoch (s" + (", log scale)" if log else ")"),
            title=f"{dataset}: training seconds per epoch (mean over seeds; whiskers: fastest to slowest seed)")  # fmt: skip
     ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3, axis="y", which="both")
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(title="device", fontsize=9)
     ax.margins(y=0.15)
     fig.tight_layout()

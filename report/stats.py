@@ -108,7 +108,7 @@ def sentence(row) -> str:
         if row["seeds_snn"] == row["seeds_ffn"]
         else f"{row['seeds_snn']} and {row['seeds_ffn']} seeds"
     )
-    cost = f"{_ratio(row['time_ratio'])} the training time per epoch on {row['device']}"
+    cost = f"{ratio(row['time_ratio'])} the training time per epoch on {row['device']}"
     if math.isnan(row["ci_low"]):
         return (f"{snn} averages {abs(diff):.{digits}f} points {'higher' if diff >= 0 else 'lower'} test accuracy than {ffn} "
                 f"({seeds}), but with fewer than {MIN_SEEDS} seeds per model no conclusion can be drawn; "
@@ -153,7 +153,7 @@ def devices(epochs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ratio(r: float) -> str:
+def ratio(r: float) -> str:
     return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
 
 
