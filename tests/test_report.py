@@ -13,7 +13,7 @@ import pytest
 from scipy import stats as st
 
 from bench.results import COLUMNS
-from report import stats
+from report import plots, stats
 from report.__main__ import build_report, main
 from report.load import load
 
@@ -241,3 +241,13 @@ def test_bench_run_builds_its_report(tmp_path):
     assert "snn:time_steps=4" in text and "no conclusion can be drawn" in text
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert len(images) == 4 and all(png_ok(report.parent / image) for image in images)
+
+
+def test_seconds_bars_are_the_table_means_on_a_log_axis(tmp_path):
+    # seeds at 1 s and 9 s per epoch: arithmetic mean 5, geometric mean 3; 100x apart from ffn -> log axis
+    run = write_run(tmp_path / "r", rows("snn", [0.9], 1.0) + rows("snn", [0.9], 9.0, run_id="run-b") + rows("ffn", [0.8], 0.05))
+    epochs = load([run]).epochs.assign(test_accuracy_pct=lambda d: 100 * d["test_accuracy"])
+    fig = plots.seconds_per_epoch(epochs, "mnist-mini")
+    (ax,) = fig.axes
+    heights = [bar.get_height() for bar in ax.patches if bar.get_height() > 0]
+    assert ax.get_yscale() == "log" and heights == pytest.approx([5.0, 0.05])
