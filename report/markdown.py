@@ -1,0 +1,193 @@
+"""The Markdown text of the report: one section per dataset, tables from ``report.stats``, figures by relative path."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pandas as pd
+
+from report import stats
+from report.load import Results, incomplete_trainings
+
+ENVIRONMENT = ["python", "torch", "torchvision", "cuda", "snnbench", "git_commit", "platform", "cpu_count", "torch_threads"]
+
+
+NUMBER = re.compile(r"^[-+]?[\d,.]+(x| ± [\d.]+)?\*?$")  # 97.12, 1,006, +0.35, 4.56x, 97.12 ± 0.35, 4*
+
+
+def table(rows: list[dict] | pd.DataFrame, numbers: bool = True) -> str:
+    """A pipe table of pre-formatted strings; columns of numbers are right-aligned (not versions: ``numbers=False``)."""
+    frame = pd.DataFrame(rows).astype(str)
+    if frame.empty:
+        return "(none)"
+    align = ["right" if numbers and frame[c].str.match(NUMBER).all() else "left" for c in frame.columns]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def report(results: Results, figures: dict[str, list[tuple[str, str]]], sources: list[str], target: float) -> str:
+    epochs, runs = results.epochs, results.runs
+    datasets = list(dict.fromkeys(epochs["dataset"]))
+    lines = [
+        "# snnbench report",
+        "",
+        f"Built from {len(runs)} run(s) found in {', '.join(f'`{s}`' for s in sources)}; "
+        f"datasets: {', '.join(datasets)}. Each dataset has its own section; runs on different datasets are never pooled.",
+        "",
+        "Accuracies are in percent and differences in percentage points. A *seed* is one training; its *final* accuracy "
+        "is the test accuracy at the last epoch it reached. Intervals are 95% Student-t intervals over seeds (none for "
+        "one seed). SNN-like models are those whose label does not start with `ffn`; each is compared with every model "
+        "whose label does. Training time is synchronized wall-clock time of the training passes only (no evaluation).",
+        "",
+    ]  # fmt: skip
+    empty = [m for m in runs if m["run_id"] not in set(epochs["run_id"])]
+    if empty:
+        lines += ["Runs without any result row (not used): " + ", ".join(f"`{m['run_id']}` ({_status(m)})" for m in empty), ""]
+    incomplete = incomplete_trainings(epochs, runs)
+    for dataset in datasets:
+        data = epochs[epochs["dataset"] == dataset]
+        lines += section(dataset, data, runs, incomplete, figures.get(dataset, []), target)
+    return "\n".join(lines)
+
+
+def section(dataset, data, runs, incomplete, figures, target) -> list[str]:
+    ids = list(dict.fromkeys(data["run_id"]))
+    meta = [m for m in runs if m["run_id"] in ids]
+    marked = _incomplete_groups(data, meta, incomplete)
+    return [
+        f"## Dataset `{dataset}`", "",
+        *provenance(data, meta, incomplete[incomplete["run_id"].isin(ids)]),
+        "### Summary", "", summary_table(data, marked), "",
+        *(["\\* includes incomplete trainings (see above).", ""] if marked else []),
+        *head_to_head(data),
+        f"### Time to {100 * target:g}% test accuracy", "",
+        "Cumulative training seconds until the test accuracy after an epoch first reaches the target; the mean is over "
+        "the seeds that reached it.", "",
+        time_table(data, target), "",
+        "### Devices", "", devices_table(data), "",
+        "### Figures", "",
+        *[f"**{caption}**\n\n![{caption}]({file})\n" for caption, file in figures],
+    ]  # fmt: skip
+
+
+def provenance(data, meta, incomplete) -> list[str]:
+    runs = [{
+        "run": m["run_id"], "status": _status(m), "started": m.get("started", "?"), "finished": m.get("finished") or "-",
+        "devices": ", ".join(m.get("devices", [])), "models": ", ".join(m.get("models", {})),
+        "seeds": " ".join(map(str, m.get("seeds", []))), **_schedule(m.get("schedule") or {}),
+    } for m in meta]  # fmt: skip
+    env = [{"run": m["run_id"], **{k: (m.get("environment") or {}).get(k, "?") for k in ENVIRONMENT}} for m in meta]
+    hardware = data.groupby("device", sort=False)["hardware"].first()
+    lines = [
+        "### Where the numbers come from", "",
+        table(runs), "",
+        "Commands:", "", "```", *[m.get("command", f"(unknown: {m['run_id']} has no run.json)") for m in meta], "```", "",
+        "Software and threads:", "", table(env, numbers=False), "",
+        "Hardware:", "", table([{"device": d, "hardware": h} for d, h in hardware.items()]), "",
+    ]  # fmt: skip
+    if len(incomplete):
+        lines += ["Incomplete trainings (fewer epochs than the schedule asked for; 0 = no epoch finished):", "",
+                  table(incomplete.rename(columns={"run_id": "run", "epochs": "epochs reached", "expected": "epochs asked"})),
+                  ""]  # fmt: skip
+    elif all(m.get("status") == "complete" for m in meta):
+        lines += ["Every run is complete and every training reached the epochs its schedule asked for.", ""]
+    lines += _warnings(data, meta)
+    return lines
+
+
+def summary_table(data: pd.DataFrame, marked: set) -> str:
+    rows = []
+    for r in stats.summary(data).itertuples():
+        epochs = str(r.epochs_max) if r.epochs_min == r.epochs_max else f"{r.epochs_min}-{r.epochs_max}"
+        rows.append({
+            "device": r.device, "model": r.model,
+            "seeds": f"{r.seeds}{'*' if (r.device, r.model) in marked else ''}", "epochs": epochs,
+            "final test acc. (%, mean ± 95% CI)": _pm(r.final_accuracy, r.ci_low, r.ci_high),
+            "best test acc. (%)": f"{100 * r.best_accuracy:.2f}",
+            "train s/epoch": f"{r.seconds_per_epoch:.3g}",
+            "total train s (all seeds)": f"{r.train_seconds:.1f}",
+            "train samples/s": f"{r.samples_per_second:,.0f}",
+        })  # fmt: skip
+    return table(rows)
+
+
+def head_to_head(data: pd.DataFrame) -> list[str]:
+    lines = ["### SNN against FFN", ""]
+    h2h = stats.head_to_head(data)
+    if h2h.empty:
+        return lines + ["No comparison: no device here has both an SNN-like model and an FFN (a label starting with `ffn`).", ""]
+    rows = [{
+        "device": r["device"], "SNN-like": r["snn"], "FFN": r["ffn"], "seeds": f"{r['seeds_snn']} / {r['seeds_ffn']}",
+        "acc. difference (points)": f"{r['difference']:+.2f}",
+        "95% CI (Welch)": "-" if math.isnan(r["ci_low"]) else f"{r['ci_low']:+.2f} to {r['ci_high']:+.2f}",
+        "p (Welch's t-test)": "-" if math.isnan(r["p_value"]) else f"{r['p_value']:.3g}",
+        "time/epoch ratio": stats.ratio(r["time_ratio"]),
+    } for _, r in h2h.iterrows()]  # fmt: skip
+    lines += [
+        table(rows),
+        "",
+        *[f"- {stats.sentence(r)}" for _, r in h2h.iterrows()],
+        "",
+    ]
+    if (h2h[["seeds_snn", "seeds_ffn"]].min(axis=1) < stats.MIN_SEEDS).any():
+        lines += [f"With fewer than {stats.MIN_SEEDS} seeds on either side there is no interval and no p-value.", ""]
+    return lines
+
+
+def time_table(data: pd.DataFrame, target: float) -> str:
+    rows = [{
+        "device": r.device, "model": r.model, "seeds that reached it": f"{r.reached} of {r.seeds}",
+        "mean train s to reach it": "not reached" if r.reached == 0 else f"{r.seconds:.3g}",
+        "mean epoch": "-" if r.reached == 0 else f"{r.epoch:.3g}",
+    } for r in stats.time_to_accuracy(data, target).itertuples()]  # fmt: skip
+    return table(rows)
+
+
+def devices_table(data: pd.DataFrame) -> str:
+    rows = []
+    for r in stats.devices(data).itertuples():
+        if r.device == "cpu":
+            speedup = "reference"
+        else:
+            speedup = "cpu not measured" if math.isnan(r.speedup) else f"{r.speedup:.3g}x"
+        rows.append({"model": r.model, "device": r.device, "hardware": r.hardware,
+                     "train s/epoch": f"{r.seconds_per_epoch:.3g}", "speed-up over cpu": speedup})  # fmt: skip
+    return table(rows)
+
+
+def _pm(mean: float, low: float, high: float) -> str:
+    if math.isnan(low):
+        return f"{100 * mean:.2f} (one seed)"
+    return f"{100 * mean:.2f} ± {100 * (high - mean):.2f}"
+
+
+def _status(meta: dict) -> str:
+    status = meta.get("status", "unknown (no run.json)")
+    return "running, or killed" if status == "running" else status  # a killed run cannot update its run.json
+
+
+def _schedule(s: dict) -> dict:
+    return {"epochs": s.get("epochs", "?"), "lr": " ".join(map(str, s.get("lrs", []))), "batch": s.get("batch_size", "?"),
+            "max batches": s.get("max_batches") or "all"}  # fmt: skip
+
+
+def _incomplete_groups(data, meta, incomplete) -> set[tuple[str, str]]:
+    """(device, model) groups with a training from an unfinished run or one that stopped short of its schedule."""
+    short = set(zip(incomplete["run_id"], incomplete["device"], incomplete["model"], incomplete["seed"]))
+    unfinished = {m["run_id"] for m in meta if m.get("status") != "complete"}
+    flagged = data[[r in unfinished or (r, d, m, s) in short
+                    for r, d, m, s in zip(data["run_id"], data["device_arg"], data["model"], data["seed"])]]  # fmt: skip
+    return set(zip(flagged["device"], flagged["model"]))
+
+
+def _warnings(data: pd.DataFrame, meta: list[dict]) -> list[str]:
+    lines = []
+    schedules = {json.dumps(m.get("schedule"), sort_keys=True) for m in meta}
+    if len(schedules) > 1:
+        lines.append("**Note:** these runs differ in their schedule (epochs, learning rates, batch size or max batches), "
+                     "yet their trainings are pooled below.")  # fmt: skip
+    repeats = data.groupby(["device", "model", "seed"])["run_id"].nunique()
+    for (device, model, seed), n in repeats[repeats > 1].items():
+        lines.append(f"**Note:** seed {seed} of {model} on {device} was trained in {n} runs; each counts as one seed below.")
+    return [line + "\n" for line in lines]

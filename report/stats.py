@@ -1,0 +1,171 @@
+"""The numbers of the report, from the tidy epoch rows; every statistic comes from scipy.stats.
+
+Accuracies stay fractions here (0.97); the Markdown shows them in percent and differences in points.
+A seed is one training (``load.TRAINING``): final accuracy is its test accuracy at the last epoch it reached.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from report.load import TRAINING
+
+CONFIDENCE = 0.95
+MIN_SEEDS = 3  # fewer seeds than this on either side: no test, no conclusion
+
+
+def is_ffn(model: str) -> bool:
+    """The reference models: every label that starts with ``ffn`` (``ffn``, ``ffn:hidden=200``). The rest are SNN-like."""
+    return model.startswith("ffn")
+
+
+def mean_ci(values) -> tuple[float, float, float]:
+    """Mean and Student-t 95% interval over seeds; no interval (NaN) for one seed, a point for no spread."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    sem = float(stats.sem(values))
+    if sem == 0:
+        return mean, mean, mean
+    low, high = stats.t.interval(CONFIDENCE, len(values) - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
+
+
+def trainings(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per training: epochs reached, final and best test accuracy, training seconds and samples."""
+    ordered = epochs.sort_values("epoch")
+    grouped = ordered.groupby(TRAINING, sort=False)
+    out = grouped.agg(
+        epochs=("epoch", "max"),
+        final_accuracy=("test_accuracy", "last"),
+        best_accuracy=("test_accuracy", "max"),
+        train_seconds=("train_seconds", "sum"),
+        seconds_per_epoch=("train_seconds", "mean"),
+        train_samples=("train_samples", "sum"),
+    )
+    return _in_order_of_appearance(out.reset_index(), epochs)
+
+
+def summary(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset x device x model: seeds, final accuracy with its 95% CI, best accuracy and training cost."""
+    rows = []
+    for (dataset, device, model), g in trainings(epochs).groupby(["dataset", "device", "model"], sort=False):
+        mean, low, high = mean_ci(g["final_accuracy"])
+        rows.append({
+            "dataset": dataset, "device": device, "model": model, "seeds": len(g),
+            "epochs_min": int(g["epochs"].min()), "epochs_max": int(g["epochs"].max()),
+            "final_accuracy": mean, "ci_low": low, "ci_high": high,
+            "best_accuracy": g["best_accuracy"].max(),
+            "seconds_per_epoch": g["seconds_per_epoch"].mean(),
+            "train_seconds": g["train_seconds"].sum(),
+            "samples_per_second": g["train_samples"].sum() / g["train_seconds"].sum(),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def head_to_head(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Every SNN-like model against every FFN on the same dataset and device: Welch's t-test over seeds."""
+    per_training = trainings(epochs)
+    rows = []
+    for (dataset, device), g in per_training.groupby(["dataset", "device"], sort=False):
+        labels = list(dict.fromkeys(g["model"]))
+        for snn in (m for m in labels if not is_ffn(m)):
+            for ffn in (m for m in labels if is_ffn(m)):
+                a, b = g[g["model"] == snn], g[g["model"] == ffn]
+                rows.append({"dataset": dataset, "device": device, "snn": snn, "ffn": ffn, **compare(a, b)})
+    return pd.DataFrame(rows)
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """``a`` minus ``b`` in final accuracy (points) with Welch's 95% CI and p-value, and the time ratio per epoch."""
+    x, y = a["final_accuracy"].to_numpy(float), b["final_accuracy"].to_numpy(float)
+    diff = 100 * (x.mean() - y.mean())
+    low = high = p = math.nan
+    if len(x) >= MIN_SEEDS and len(y) >= MIN_SEEDS:
+        if x.var(ddof=1) + y.var(ddof=1) == 0:  # no spread at all: the t statistic is undefined
+            low = high = diff
+        else:
+            test = stats.ttest_ind(x, y, equal_var=False)
+            ci = test.confidence_interval(CONFIDENCE)  # Welch-Satterthwaite degrees of freedom
+            low, high, p = 100 * ci.low, 100 * ci.high, float(test.pvalue)
+    return {
+        "seeds_snn": len(x), "seeds_ffn": len(y), "difference": diff, "ci_low": low, "ci_high": high, "p_value": p,
+        "time_ratio": a["seconds_per_epoch"].mean() / b["seconds_per_epoch"].mean(),
+    }  # fmt: skip
+
+
+def sentence(row) -> str:
+    """The head-to-head result in plain words, with its numbers."""
+    snn, ffn, diff = row["snn"], row["ffn"], row["difference"]
+    digits = 1 if abs(diff) >= 1 else 2
+    seeds = (
+        f"{row['seeds_snn']} seeds"
+        if row["seeds_snn"] == row["seeds_ffn"]
+        else f"{row['seeds_snn']} and {row['seeds_ffn']} seeds"
+    )
+    cost = f"{ratio(row['time_ratio'])} the training time per epoch on {row['device']}"
+    if math.isnan(row["ci_low"]):
+        return (f"{snn} averages {abs(diff):.{digits}f} points {'higher' if diff >= 0 else 'lower'} test accuracy than {ffn} "
+                f"({seeds}), but with fewer than {MIN_SEEDS} seeds per model no conclusion can be drawn; "
+                f"{snn} takes {cost}.")  # fmt: skip
+    p = row["p_value"]
+    p_text = "p not defined: no spread across seeds" if math.isnan(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.2g}")
+    ci = f"95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, {p_text}, {seeds}"
+    if row["ci_low"] <= 0 <= row["ci_high"]:
+        return (f"The accuracy difference between {snn} and {ffn} ({diff:+.{digits}f} points, {ci}) is not significant; "
+                f"{snn} takes {cost}.")  # fmt: skip
+    word = "more" if diff > 0 else "less"
+    return f"{snn} is {abs(diff):.{digits}f} points {word} accurate than {ffn} ({ci}), at {cost}."
+
+
+def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
+    """Cumulative training seconds until test accuracy first reaches ``target``, per dataset x device x model."""
+    ordered = epochs.sort_values("epoch").copy()
+    ordered["cumulative_seconds"] = ordered.groupby(TRAINING)["train_seconds"].cumsum()
+    hits = ordered[ordered["test_accuracy"] >= target].groupby(TRAINING).first()
+    rows = []
+    for (dataset, device, model), g in trainings(epochs).groupby(["dataset", "device", "model"], sort=False):
+        reached = hits.reindex(pd.MultiIndex.from_frame(g[TRAINING])).dropna(subset=["epoch"])
+        rows.append({
+            "dataset": dataset, "device": device, "model": model, "seeds": len(g), "reached": len(reached),
+            "seconds": reached["cumulative_seconds"].mean() if len(reached) else math.nan,
+            "epoch": reached["epoch"].mean() if len(reached) else math.nan,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def devices(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Seconds per epoch of each model on each device, and the speed-up over cpu where cpu was measured."""
+    per_training = trainings(epochs)
+    hardware = epochs.groupby("device")["hardware"].first()
+    rows = []
+    for (dataset, model), g in per_training.groupby(["dataset", "model"], sort=False):
+        per_device = g.groupby("device", sort=False)["seconds_per_epoch"].mean()
+        cpu = per_device.get("cpu", math.nan)
+        for device, seconds in per_device.items():
+            rows.append({"dataset": dataset, "model": model, "device": device, "hardware": hardware[device],
+                         "seconds_per_epoch": seconds, "speedup": cpu / seconds})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def ratio(r: float) -> str:
+    return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
+
+
+def _in_order_of_appearance(frame: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order the runs wrote them (devices, then models as given), not alphabetical."""
+    order = {}
+    for column in ["dataset", "device", "model"]:
+        order[column] = {v: i for i, v in enumerate(dict.fromkeys(epochs[column]))}
+    key = frame[["dataset", "device", "model"]].apply(lambda col: col.map(order[col.name]))
+    return (
+        frame.assign(_k0=key["dataset"], _k1=key["device"], _k2=key["model"])
+        .sort_values(["_k0", "_k1", "_k2", "run_id", "seed"], kind="stable")
+        .drop(columns=["_k0", "_k1", "_k2"])
+        .reset_index(drop=True)
+    )
