@@ -1,6 +1,6 @@
 """``python -m bench.run``: train each model on each device with each seed; write results/<run-id>/.
 
-    python -m bench.run --models snn ffn --device cpu --dataset mnist-mini
+python -m bench.run --models snn ffn --device cpu --dataset mnist-mini
 """
 
 from __future__ import annotations

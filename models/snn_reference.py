@@ -40,11 +40,11 @@ class SpikingLayer(nn.Module):
     ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         """One time step. Returns ``((v_{t-1}, o_{t-1}), (v_t, o_t))``: the delayed output, the new state.
 
-            h_t = W x_t + b + d * v_{t-1}
-            o_t = relu(h_t - threshold)
-            g_t = 1[o_t > 0]                          (a constant for autograd)
-            v_t = h_t - (penalty + o_t) * g_t           reset="subtract"  (the seed text)
-            v_t = h_t - (penalty / threshold) * h_t * g_t  reset="proportional"  (the 2018 code)
+        h_t = W x_t + b + d * v_{t-1}
+        o_t = relu(h_t - threshold)
+        g_t = 1[o_t > 0]                          (a constant for autograd)
+        v_t = h_t - (penalty + o_t) * g_t           reset="subtract"  (the seed text)
+        v_t = h_t - (penalty / threshold) * h_t * g_t  reset="proportional"  (the 2018 code)
         """
         h = self.fc(x) + self.decay * v  # (B, n_out)
         o_new = F.relu(h - self.threshold)

@@ -140,7 +140,8 @@ def test_a_diverging_training_stops_and_the_others_go_on(tmp_path, capsys):
     out, err = capsys.readouterr()
     trainings = json.loads((run_dir / "run.json").read_text())["trainings"]
     assert [(t["model"], t["status"], t["epochs_done"]) for t in trainings] == [
-        (diverging, "diverged", 0), ("ffn", "complete", 2)
+        (diverging, "diverged", 0),
+        ("ffn", "complete", 2),
     ]
     assert trainings[0]["detail"] == "train loss nan in epoch 1 (lr 0.1)"
     assert f"diverged: {diverging} on cpu, seed 0, after 0 epoch(s): train loss nan in epoch 1" in out
