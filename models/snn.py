@@ -22,58 +22,58 @@ from models.snn_reference import SNNReference
 
 
 class NeuronRecurrence(torch.autograd.Function):
-    """Input currents ``I`` (T, B, N) -> new states ``v_1..v_T`` and outputs ``o_1..o_T``, each (T, B, N).
+    """Input currents ``I`` (T, B, N) -> the new states ``v_1..v_T`` or the outputs ``o_1..o_T`` (T, B, N).
 
     Forward, from v_0 = 0 (SPEC.md):  h_t = I_t + d v_{t-1};  o_t = relu(h_t - theta);  g_t = 1[o_t > 0];
         subtract:      v_t = h_t - (p + o_t) g_t             dv_t/dh_t = 1 - g_t
         proportional:  v_t = h_t - (p / theta) h_t g_t       dv_t/dh_t = 1 - (p / theta) g_t
     Backward, with do_t/dh_t = g_t, from t = T down to 1:
         dL/dh_t = g_t dL/do_t + dv_t/dh_t (dL/dv_t + d dL/dh_{t+1})
-    and dL/dI_t = dL/dh_t. Only the gates g_t are saved, as bool.
+    and dL/dI_t = dL/dh_t. Only the gates g_t are saved, as bool. ``keep`` says which
+    sequence the caller uses ("states" or "outputs"): the other one is never written.
     """
 
     @staticmethod
-    def forward(ctx, current, decay: float, threshold: float, penalty: float, proportional: bool):
-        states, outputs = torch.empty_like(current), torch.empty_like(current)
+    def forward(ctx, current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str):
+        kept = torch.empty_like(current)
         gates = torch.empty(current.shape, dtype=torch.bool, device=current.device)
-        h, reset = torch.empty_like(current[0]), torch.empty_like(current[0])
-        v = current.new_zeros(current.shape[1:])
+        h, reset, v, o = (torch.zeros_like(current[0]) for _ in range(4))
         # In place and in the reference's order of operations, so the rounding is the same:
         # where(g, h - r, h) equals h - r * g exactly for g in {0, 1}.
         for t in range(current.shape[0]):
             torch.mul(v, decay, out=h).add_(current[t])  # h = I_t + d v_{t-1}
-            o = torch.sub(h, threshold, out=outputs[t]).clamp_min_(0.0)  # relu(h - theta)
+            o = torch.sub(h, threshold, out=kept[t] if keep == "outputs" else o).clamp_min_(0.0)  # relu(h - theta)
             g = torch.gt(o, 0.0, out=gates[t])
             if proportional:
                 torch.mul(h, penalty / threshold, out=reset)  # (p / theta) h
             else:
                 torch.add(o, penalty, out=reset)  # p + o
             torch.sub(h, reset, out=reset)
-            v = torch.where(g, reset, h, out=states[t])
+            v = torch.where(g, reset, h, out=kept[t] if keep == "states" else v)
         ctx.save_for_backward(gates)
-        ctx.decay, ctx.slope_when_fired = decay, (1.0 - penalty / threshold) if proportional else 0.0
-        return states, outputs
+        ctx.decay, ctx.keep = decay, keep
+        ctx.slope_when_fired = (1.0 - penalty / threshold) if proportional else 0.0
+        return kept
 
     @staticmethod
-    def backward(ctx, grad_states, grad_outputs):
+    def backward(ctx, grad_kept):
         (gates,) = ctx.saved_tensors
-        d, slope = ctx.decay, ctx.slope_when_fired
-        like = grad_states if grad_states is not None else grad_outputs
-        grad_current = torch.empty_like(like)
-        a = like.new_zeros(gates.shape[1:])  # dL/dh_{t+1}
-        dv, fired_grad = torch.empty_like(a), torch.empty_like(a)
+        d, slope, states = ctx.decay, ctx.slope_when_fired, ctx.keep == "states"
+        grad_current = torch.empty_like(grad_kept)
+        a = grad_kept.new_zeros(gates.shape[1:])  # dL/dh_{t+1}
+        dv, fired = torch.empty_like(a), torch.zeros_like(a)
         for t in range(gates.shape[0] - 1, -1, -1):
             torch.mul(a, d, out=dv)  # everything that flows into v_t: d dL/dh_{t+1} ...
-            if grad_states is not None:
-                dv.add_(grad_states[t])  # ... plus what the caller's use of v_t sends back
-            if slope and grad_outputs is not None:
-                fired = torch.add(grad_outputs[t], dv, alpha=slope, out=fired_grad)
+            if states:
+                dv.add_(grad_kept[t])  # ... plus what the caller's use of v_t sends back
+                if slope:
+                    torch.mul(dv, slope, out=fired)  # a neuron that fired: dL/dh = slope dL/dv (fired stays 0 else)
             elif slope:
-                fired = torch.mul(dv, slope, out=fired_grad)
+                torch.add(grad_kept[t], dv, alpha=slope, out=fired)  # dL/do + slope dL/dv
             else:
-                fired = 0.0 if grad_outputs is None else grad_outputs[t]
+                fired = grad_kept[t]  # dL/do alone: the reset cut the path through v
             a = torch.where(gates[t], fired, dv, out=grad_current[t])
-        return grad_current, None, None, None, None
+        return grad_current, None, None, None, None, None
 
 
 @register("snn")
@@ -100,12 +100,12 @@ class SNN(SNNReference):
         first2 = b2.expand(1, B, c.n_out)  # layer 2's current at step 1: W2 o1_0 + b2 = b2
         if steps1:
             current1 = F.linear(inputs, w1, b1)  # (T-2, B, hidden): all steps in one GEMM
-            _, out1 = NeuronRecurrence.apply(current1, *args)
+            out1 = NeuronRecurrence.apply(current1, *args, "outputs")
             current2 = torch.cat([first2, F.linear(out1, w2, b2)])  # (T-1, B, n_out)
         else:
             current2 = first2
         # the kept states are v2_0 = 0, v2_1 .. v2_{T-1}: layer 2 runs T-1 steps
-        states2, _ = NeuronRecurrence.apply(current2, *args)
+        states2 = NeuronRecurrence.apply(current2, *args, "states")
         return states2.sum(0) / T  # the mean over all T kept states, v2_0 = 0 included
 
     def _workspace(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

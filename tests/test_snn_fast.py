@@ -83,7 +83,8 @@ def test_recurrence_backward_matches_autograd_of_the_equations():
     torch.manual_seed(0)
     current = (torch.randn(6, 3, 4, dtype=torch.float64) * 2).requires_grad_()
     for proportional in (False, True):
-        assert torch.autograd.gradcheck(NeuronRecurrence.apply, (current, 0.9, 1.0, 1.5, proportional))
+        for keep in ("states", "outputs"):
+            assert torch.autograd.gradcheck(NeuronRecurrence.apply, (current, 0.9, 1.0, 1.5, proportional, keep))
 
 
 @pytest.fixture(params=["native", "torch-threads"])
