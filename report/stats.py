@@ -104,7 +104,7 @@ def sentence(row) -> str:
     snn, ffn, diff = row["snn"], row["ffn"], row["difference"]
     digits = 1 if abs(diff) >= 1 else 2
     seeds = (
-        f"{row['seeds_snn']} seeds"
+        f"{row['seeds_snn']} seed{'s' if row['seeds_snn'] != 1 else ''}"
         if row["seeds_snn"] == row["seeds_ffn"]
         else f"{row['seeds_snn']} and {row['seeds_ffn']} seeds"
     )

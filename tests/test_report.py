@@ -122,6 +122,12 @@ def test_fewer_than_three_seeds_draw_no_conclusion(tmp_path):
     assert "p =" not in build_report([run], tmp_path / "out").read_text()
 
 
+def test_one_seed_each_is_singular(tmp_path):
+    run = write_run(tmp_path / "r", rows("snn", [0.95], 3.0) + rows("ffn", [0.90], 1.0))
+    (r,) = stats.head_to_head(load([run]).epochs).to_dict("records")
+    assert "than ffn (1 seed), but" in stats.sentence(r)
+
+
 def test_every_snn_like_model_meets_every_ffn(tmp_path):
     epoch_rows = rows("snn", SNN, 1.0) + rows("snn:reset=proportional", SNN, 1.0) + rows("ffn", FFN, 1.0)
     pairs = stats.head_to_head(load([write_run(tmp_path / "r", epoch_rows)]).epochs)[["snn", "ffn"]]
