@@ -7,10 +7,13 @@ import models
 from models import masks as mask_rng
 
 
-def pair(spec_keys: str, dtype=torch.float32, scale: float = 1.0):
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def pair(spec_keys: str, dtype=torch.float32, scale: float = 1.0, device: str = "cpu"):
     """The two implementations with the same parameters (the fast one inherits the reference's layout)."""
-    reference = models.build("snn-reference" + spec_keys).to(dtype)
-    fast = models.build("snn" + spec_keys).to(dtype)
+    reference = models.build("snn-reference" + spec_keys).to(device, dtype)
+    fast = models.build("snn" + spec_keys).to(device, dtype)
     fast.load_state_dict(reference.state_dict())
     if scale != 1.0:  # larger weights: many neurons fire, many resets
         with torch.no_grad():
@@ -38,12 +41,13 @@ def assert_rel_close(got, want, rel=1e-5, what=""):
 @pytest.mark.parametrize("reset", ["subtract", "proportional"])
 @pytest.mark.parametrize("time_steps, batch", [(1, 3), (2, 5), (3, 4), (7, 16), (128, 8)])
 @pytest.mark.parametrize("scale", [1.0, 4.0])
-def test_same_logits_and_gradients(reset, time_steps, batch, scale):
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_logits_and_gradients(reset, time_steps, batch, scale, device):
     torch.manual_seed(time_steps * 100 + batch)
-    reference, fast = pair(f":reset={reset},time_steps={time_steps}", scale=scale)
-    x = torch.rand(batch, 784) - 0.5
-    masks = torch.rand(time_steps, batch, 784)
-    target = torch.randint(0, 10, (batch,))
+    reference, fast = pair(f":reset={reset},time_steps={time_steps}", scale=scale, device=device)
+    x = torch.rand(batch, 784, device=device) - 0.5
+    masks = torch.rand(time_steps, batch, 784, device=device)
+    target = torch.randint(0, 10, (batch,), device=device)
     want_logits, want_grads = logits_and_grads(reference, x, masks, target)
     got_logits, got_grads = logits_and_grads(fast, x, masks, target)
     assert_rel_close(got_logits, want_logits, what="logits")
