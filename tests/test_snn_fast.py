@@ -6,7 +6,6 @@ import torch
 import models
 from models import masks as mask_rng
 
-
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
