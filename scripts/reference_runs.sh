@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The reference results committed under results/reference/ (issue 6), one run after another
+# on this machine's CPU. Full MNIST in torchvision's layout must be under $DATA (MNIST/raw/).
+# Takes about 1.5 hours on 2 cores.
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-results/reference}
+# 3. the shipped subset with the default command, to compare a first run with
+python -m bench.run --models snn ffn --device cpu --dataset mnist-mini --out "$OUT"
+# 1. the 2018 schedule: 3 epochs at 0.1, 0.05, 0.01, momentum 0.5, batch 1000, T 128; 5 seeds
+python -m bench.run --models ffn snn snn:reset=proportional --device cpu --dataset mnist --data-dir "$DATA" \
+    --seeds 0 1 2 3 4 --out "$OUT"
+# 2. a longer schedule: 15 epochs (0.1, 0.05, then 0.01); 3 seeds
+python -m bench.run --models ffn snn snn:reset=proportional --device cpu --dataset mnist --data-dir "$DATA" \
+    --epochs 15 --seeds 0 1 2 --out "$OUT"
