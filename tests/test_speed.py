@@ -1,0 +1,37 @@
+"""``python -m bench.speed`` at a tiny size: its table, its CSV and its errors."""
+
+import csv
+import subprocess
+import sys
+
+from bench import peers, speed
+
+
+def test_speed_table_and_csv(tmp_path, capsys):
+    out = tmp_path / "speed.csv"
+    assert speed.main(["--batch-size", "20", "--time-steps", "4", "--repeats", "2", "--csv", str(out)]) == 0
+    with open(out) as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == speed.COLUMNS
+    assert [r["implementation"] for r in rows] == ["ffn", "snn", "snn-reference", "floor", *peers.installed()]
+    for r in rows:
+        assert r["device"] == "cpu" and r["batch_size"] == "20" and r["time_steps"] == "4" and r["repeats"] == "2"
+        assert 0 < float(r["min_seconds"]) <= float(r["median_seconds"]) <= float(r["max_seconds"])
+    table = capsys.readouterr().out
+    snn_line = next(line for line in table.splitlines() if line.startswith("snn "))
+    assert snn_line.split()[-1] == "1.00"  # ratios are to snn
+
+
+def test_measure_interleaves_and_rotates():
+    calls = []
+    impls = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    times = speed.measure(impls, "cpu", repeats=3, warmup=0)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert all(len(ts) == 3 for ts in times.values())
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    for args in (["--repeats", "0"], ["--device", "tpu"], ["--csv", str(tmp_path / "nowhere" / "x.csv")]):
+        proc = subprocess.run([sys.executable, "-m", "bench.speed", *args], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
