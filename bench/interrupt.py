@@ -38,17 +38,22 @@ def _raise(signum, frame) -> None:
 
 
 @contextmanager
-def handlers() -> Iterator[None]:
-    """Install the handlers for the duration of the block (main thread only; elsewhere a no-op)."""
+def _installed(handler) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM during the block (main thread only; elsewhere a no-op), then the old ones."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+def handlers():
+    """Both signals raise Interrupted inside the block."""
+    return _installed(_raise)
 
 
 @contextmanager
@@ -65,15 +70,6 @@ def critical() -> Iterator[None]:
         raise Interrupted(signum)
 
 
-@contextmanager
-def ignored() -> Iterator[None]:
+def ignored():
     """Ignore further signals while a run that was interrupted records that it was (a second Ctrl-C)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return _installed(signal.SIG_IGN)

@@ -1,4 +1,4 @@
-"""The one training loop every model shares: ``train_epoch``, ``evaluate`` and ``train``.
+"""The one training loop every model shares: ``train_epoch``, ``evaluate`` and the ``epochs`` generator.
 
 The loss, the optimizer and the timing live here, never in a model.
 """
@@ -138,20 +138,3 @@ def epochs(
         if not math.isfinite(test_stats.loss):
             raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {lr})")
         yield epoch, lr, train_stats, test_stats
-
-
-def train(
-    model_factory: Callable[[], nn.Module],
-    data: Dataset,
-    device: str,
-    seed: int,
-    schedule: Schedule,
-    on_epoch: Callable[[int, float, EpochStats, EpochStats], None],
-    desc: str = "",
-) -> nn.Module:
-    """One seeded training of a fresh model; ``on_epoch(epoch, lr, train_stats, test_stats)`` after each epoch."""
-    shuffle = seed_everything(seed, device)
-    model = model_factory().to(device)
-    for stats in epochs(model, data, shuffle, schedule, 1, desc):
-        on_epoch(*stats)
-    return model

@@ -3,7 +3,7 @@ import torch
 
 import models
 from bench import data
-from bench.loop import Schedule, evaluate, train, train_epoch
+from bench.loop import Schedule, epochs, evaluate, seed_everything, train_epoch
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,9 @@ def test_evaluate_reports_mean_loss_per_sample_and_counts(mini):
 
 def test_training_is_reproducible_with_a_seed(mini):
     def run(seed):
-        rows = []
-        train(lambda: models.build("snn:time_steps=4"), mini, "cpu", seed, Schedule(2, (0.1,), 0.5, 500, 2),
-              lambda e, lr, tr, te: rows.append((e, lr, tr.loss, te.accuracy)))  # fmt: skip
-        return rows
+        shuffle = seed_everything(seed, "cpu")
+        model = models.build("snn:time_steps=4")
+        return [(e, lr, tr.loss, te.accuracy) for e, lr, tr, te in epochs(model, mini, shuffle, Schedule(2, (0.1,), 0.5, 500, 2))]
 
     a, b, c = run(0), run(0), run(1)
     assert a == b and a != c
