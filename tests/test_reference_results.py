@@ -36,3 +36,12 @@ def test_each_committed_report_is_rebuilt_identically(run, tmp_path, monkeypatch
     assert rebuilt == (run / "report" / "report.md").read_text()
     for png in (run / "report").glob("*.png"):
         assert (tmp_path / png.name).is_file()
+
+
+def test_readme_check_command(tmp_path):
+    from report.readme import main
+
+    assert main(["--check"]) == 0
+    stale = tmp_path / "README.md"
+    stale.write_text((ROOT / "README.md").read_text().replace("92.43 ± 0.87", "99.99 ± 0.01"))
+    assert main(["--check", "--readme", str(stale)]) == 1
