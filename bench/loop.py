@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bench.data import Dataset, Split, batches, num_batches
+from bench.metrics import Counter, TimedCounter
 from bench.timing import Stopwatch, synchronizer
 
 
@@ -42,6 +43,7 @@ class EpochStats:
     accuracy: float
     samples: int
     seconds: float
+    metrics: dict[str, float] = field(default_factory=dict)  # bench.metrics.COLUMNS of an evaluation, when counted
 
 
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
@@ -54,9 +56,15 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
     return loss.detach(), logits.detach()
 
 
-def inference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-    """Forward only. Returns (summed loss, logits)."""
-    logits = model(x)
+def inference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, counter: Counter | None = None):
+    """Forward only. Returns (summed loss, logits). With a ``counter``, the model's ``activity`` pass (the same
+    logits and random draws) feeds it the batch's firing and synaptic operations."""
+    if counter is None:
+        logits = model(x)
+    else:
+        activity = model.activity(x)
+        counter.add(activity)
+        logits = activity.logits
     return F.cross_entropy(logits, y, reduction="sum"), logits
 
 
@@ -95,13 +103,18 @@ def train_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int, max_batches: int | None = None, desc: str = "test") -> EpochStats:
-    """Mean loss per sample and accuracy over ``split`` in order."""
+def evaluate(
+    model: nn.Module, split: Split, batch_size: int, max_batches: int | None = None, desc: str = "test", metrics: bool = False
+) -> EpochStats:
+    """Mean loss per sample and accuracy over ``split`` in order; with ``metrics`` (and a model that has
+    ``activity``), the activity and cost columns of bench.metrics too. Their counting is in ``seconds``."""
     model.eval()
     pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
+    counter = TimedCounter(split.labels.device) if metrics and hasattr(model, "activity") else None
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y))
-    return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
+        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter))
+        values = counter.values() if counter else {}
+    return EpochStats(loss_sum / n, correct / n, n, sw.seconds, values)
 
 
 def seed_everything(seed: int, device: str) -> torch.Generator:
@@ -119,9 +132,11 @@ def epochs(
     schedule: Schedule,
     first: int = 1,
     desc: str = "",
+    metrics: bool = True,
 ) -> Iterator[tuple[int, float, EpochStats, EpochStats]]:
     """Train ``model`` from epoch ``first`` on; yield ``(epoch, lr, train_stats, test_stats)`` after each.
 
+    ``metrics``: count activity and synaptic operations during each evaluation (bench.metrics).
     Between two yields the only state is the model, ``shuffle`` and the global RNGs: a caller
     that saves them at a yield can continue later from ``first = epoch + 1`` and get the same numbers.
     Raises Diverged when an epoch's mean loss is NaN or infinite (checked once per epoch, no extra sync).
@@ -134,7 +149,7 @@ def epochs(
         train_stats = train_epoch(model, data.train, optimizer, schedule.batch_size, shuffle, schedule.max_batches, tag)
         if not math.isfinite(train_stats.loss):
             raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {lr})")
-        test_stats = evaluate(model, data.test, schedule.batch_size, schedule.max_batches, tag + " test")
+        test_stats = evaluate(model, data.test, schedule.batch_size, schedule.max_batches, tag + " test", metrics)
         if not math.isfinite(test_stats.loss):
             raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {lr})")
         yield epoch, lr, train_stats, test_stats

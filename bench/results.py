@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import secrets
@@ -21,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.metrics import COLUMNS as METRIC_COLUMNS
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -31,6 +34,7 @@ COLUMNS = [
     "train_loss", "train_accuracy", "test_loss", "test_accuracy",
     "train_seconds", "eval_seconds", "train_samples_per_second",
     "train_samples", "test_samples",
+    *METRIC_COLUMNS,  # the test set's activity and synaptic operations (bench/metrics.py); empty where not counted
 ]  # fmt: skip
 INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
 STR_COLUMNS = {"run_id", "dataset", "model", "device"}
@@ -140,6 +144,20 @@ class EpochWriter:
         self.close()
 
 
+def append_rows(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Append ``rows`` to the CSV ``path`` in one write (a header first if the file is new) and fsync."""
+    path = Path(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writeheader()
+    writer.writerows(rows)
+    with open(path, "a", newline="") as f:
+        f.write(text.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _split_partial(text: str) -> tuple[str, str]:
     """(complete lines, the cut-off tail after the last newline)."""
     end = text.rfind("\n") + 1
@@ -159,10 +177,18 @@ def read_epochs(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     for line_no, raw in enumerate(csv.DictReader(io.StringIO(complete, newline="")), start=2):
         try:
-            rows.append({k: v if k in STR_COLUMNS else int(v) if k in INT_COLUMNS else float(v) for k, v in raw.items()})
+            rows.append({k: _typed(k, v) for k, v in raw.items()})
         except (TypeError, ValueError):
             raise ValueError(f"{path}, line {line_no}: not a complete row of {len(COLUMNS)} columns") from None
     return rows
+
+
+def _typed(column: str, text: str) -> str | int | float:
+    if column in STR_COLUMNS:
+        return text
+    if column in INT_COLUMNS:
+        return int(text)
+    return float(text) if text != "" or column not in METRIC_COLUMNS else math.nan  # empty: not counted
 
 
 def repair_csv(path: str | Path) -> bytes:

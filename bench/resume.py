@@ -36,7 +36,7 @@ def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
         "data_dir": os.path.abspath(args.data_dir), "epochs": args.epochs, "lr": list(args.lr),
         "momentum": args.momentum, "batch_size": args.batch_size, "seeds": list(args.seeds),
         "max_batches": args.max_batches, "out": os.path.abspath(args.out),
-        "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints,
+        "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints, "no_metrics": args.no_metrics,
     }  # fmt: skip
 
 

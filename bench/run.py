@@ -15,9 +15,9 @@ import torch
 from tabulate import tabulate
 
 import models
+from bench import analysis, interrupt
 from bench import data as datasets
-from bench import interrupt
-from bench.checkpoint import CheckpointError, Checkpoints
+from bench.checkpoint import CheckpointError, Checkpoints, file_name
 from bench.devices import DeviceError, resolve_devices
 from bench.loop import Diverged, Schedule, epochs, seed_everything
 from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, read_epochs, write_json
@@ -69,6 +69,11 @@ def build_parser() -> Parser:
     p.add_argument("--max-batches", type=positive(int), default=None, help="cap train/test batches per epoch (default: no cap)")
     p.add_argument("--out", default="results", help="parent folder of the run folder (default: %(default)s)")
     p.add_argument("--no-report", action="store_true", help="do not build the Markdown report at the end")
+    p.add_argument(
+        "--no-metrics", action="store_true",
+        help="do not count firing, sparsity and synaptic operations during evaluation, nor save neuron activity "
+             "and the gradient window after training (default: count and save them)",
+    )  # fmt: skip
     p.add_argument(
         "--resume", metavar="RUN_DIR", default=None,
         help="finish the run in RUN_DIR with the arguments recorded in its run.json; "
@@ -128,6 +133,7 @@ class Run:
     meta: dict
     writer: EpochWriter | None = None
     checkpoints: Checkpoints | None = None
+    metrics: bool = True  # count activity and operations, save neuron activity and the gradient window
 
     def save(self) -> None:
         write_json(self.dir / "run.json", self.meta)
@@ -162,7 +168,7 @@ def _main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
 
     specs = {s.label: s for s in args.specs}
-    run = Run(run_dir, meta, checkpoints=Checkpoints(run_dir, args.keep_checkpoints))
+    run = Run(run_dir, meta, checkpoints=Checkpoints(run_dir, args.keep_checkpoints), metrics=not args.no_metrics)
     try:
         with EpochWriter(run_dir / "epochs.csv") as run.writer:
             for t in meta["trainings"]:
@@ -223,13 +229,13 @@ def _train_one(run: Run, t: dict, spec: models.ModelSpec, data: datasets.Dataset
                   "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
         t.update(status="running", epochs_done=done)
         run.save()
-        for epoch, lr, tr, te in epochs(model, data, shuffle, schedule, done + 1, desc):
+        for epoch, lr, tr, te in epochs(model, data, shuffle, schedule, done + 1, desc, run.metrics):
             row = {
                 "run_id": run.meta["run_id"], "dataset": data.name, "model": spec.label, "device": device, "seed": seed,
                 "epoch": epoch, "lr": lr, "train_loss": tr.loss, "train_accuracy": tr.accuracy,
                 "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
                 "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
-                "train_samples": tr.samples, "test_samples": te.samples,
+                "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
             }  # fmt: skip
             # The checkpoint first, then the row, then run.json, with signals held until all three are on
             # disk. A row is in the CSV only once its checkpoint is saved, so a resumed training goes on after
@@ -240,6 +246,8 @@ def _train_one(run: Run, t: dict, spec: models.ModelSpec, data: datasets.Dataset
                 run.writer.write(row)
                 t["epochs_done"] = epoch
                 run.save()
+        if run.metrics and analysis.supports(model):
+            _analyse(run, t, spec, model, data)
         t["status"] = "complete"
     except Diverged as exc:
         t.update(status="diverged", detail=str(exc))
@@ -258,6 +266,19 @@ def _train_one(run: Run, t: dict, spec: models.ModelSpec, data: datasets.Dataset
     run.save()
     if t["status"] != "oom":  # a resume tries an out-of-memory training again, from its checkpoint
         run.checkpoints.remove(key)
+
+
+def _analyse(run: Run, t: dict, spec: models.ModelSpec, model: torch.nn.Module, data: datasets.Dataset) -> None:
+    """After the last epoch: one test digit's neuron activity (RUN/activity/) and the gradient window (RUN/window.csv)."""
+    labels = {"run_id": run.meta["run_id"], "dataset": data.name, "model": spec.label, "device": t["device"],
+              "seed": t["seed"], "epoch": t["epochs_done"]}  # fmt: skip
+    name = Path(file_name((t["model"], t["device"], t["seed"]))).with_suffix(".npz").name
+    config = {"reset": getattr(spec.config, "reset", ""), "decay": getattr(spec.config, "decay", "")}
+    arrays = analysis.neuron_activity(model, data.test)
+    rows = [{**labels, **config, **row} for row in analysis.window(model, data.test)]
+    with interrupt.critical():  # a whole file and all of a training's rows, or nothing
+        analysis.save_activity(run.dir / "activity" / name, arrays, **labels)
+        analysis.save_window(run.dir / "window.csv", rows)
 
 
 def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.activity import Activity, Synapse
 from models.registry import check_positive, register
 
 
@@ -29,3 +30,15 @@ class FFN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))  # (B, n_out)
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor) -> Activity:
+        """The logits and what each layer saw: a single step, the hidden ReLU is the one nonlinearity."""
+        fc1, relu, fc2 = self.net
+        x = x.flatten(1)
+        hidden = relu(fc1(x))  # (B, hidden)
+        return Activity(
+            logits=fc2(hidden),
+            synapses=[Synapse("layer1", x[None], fc1.weight), Synapse("layer2", hidden[None], fc2.weight)],
+            outputs={"layer1": hidden[None]},
+        )

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from models import masks as mask_rng
+from models.activity import Activity, Synapse
 from models.registry import register
 from models.snn_reference import SNNReference
 
@@ -35,25 +36,12 @@ class NeuronRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str):
-        kept = torch.empty_like(current)
         gates = torch.empty(current.shape, dtype=torch.bool, device=current.device)
-        h, reset, v, o = (torch.zeros_like(current[0]) for _ in range(4))
-        # In place and in the reference's order of operations, so the rounding is the same:
-        # where(g, h - r, h) equals h - r * g exactly for g in {0, 1}.
-        for t in range(current.shape[0]):
-            torch.mul(v, decay, out=h).add_(current[t])  # h = I_t + d v_{t-1}
-            o = torch.sub(h, threshold, out=kept[t] if keep == "outputs" else o).clamp_min_(0.0)  # relu(h - theta)
-            g = torch.gt(o, 0.0, out=gates[t])
-            if proportional:
-                torch.mul(h, penalty / threshold, out=reset)  # (p / theta) h
-            else:
-                torch.add(o, penalty, out=reset)  # p + o
-            torch.sub(h, reset, out=reset)
-            v = torch.where(g, reset, h, out=kept[t] if keep == "states" else v)
+        states, outputs = simulate(current, decay, threshold, penalty, proportional, keep, gates)
         ctx.save_for_backward(gates)
         ctx.decay, ctx.keep = decay, keep
         ctx.slope_when_fired = (1.0 - penalty / threshold) if proportional else 0.0
-        return kept
+        return states if keep == "states" else outputs
 
     @staticmethod
     def backward(ctx, grad_kept):
@@ -81,6 +69,22 @@ class SNN(SNNReference):
     """Same config, parameters, ``masks`` argument and results as ``snn-reference``; much less work per step."""
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        return self._layers(x, masks)[0]
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> Activity:
+        """As ``snn-reference``'s (same steps, same numbers), at the speed of the forward pass."""
+        logits, inputs, out1, outputs2 = self._layers(x, masks, record=True)
+        inputs2 = torch.cat([out1.new_zeros(1, *out1.shape[1:]), out1])[: self.config.time_steps - 1]  # o1_0 = 0 first
+        return Activity(
+            logits=logits,
+            synapses=[Synapse("layer1", inputs, self.layer1.fc.weight), Synapse("layer2", inputs2, self.layer2.fc.weight)],
+            outputs={"layer1": out1, "layer2": outputs2},
+        )
+
+    def _layers(self, x: torch.Tensor, masks: torch.Tensor | None, record: bool = False):
+        """``(logits, u_t * x (T-2, B, n_in), o1 (T-2, B, hidden), o2 (T-1, B, n_out) or None)``; o2 only
+        when ``record`` (then without autograd: only ``activity`` asks for it)."""
         c = self.config
         x = x.flatten(1)  # (B, n_in)
         B, T = x.shape[0], c.time_steps
@@ -93,20 +97,23 @@ class SNN(SNNReference):
             raise ValueError(f"masks must have shape {(T, *x.shape)}, got {tuple(masks.shape)}")
         else:
             inputs = masks[:steps1] * x
-        if T == 1:  # the one kept state is v2_0 = 0
-            return x.new_zeros(B, c.n_out)
         args = (c.decay, c.threshold, c.penalty, c.reset == "proportional")
         w1, b1, w2, b2 = self.layer1.fc.weight, self.layer1.fc.bias, self.layer2.fc.weight, self.layer2.fc.bias
-        first2 = b2.expand(1, B, c.n_out)  # layer 2's current at step 1: W2 o1_0 + b2 = b2
         if steps1:
             current1 = F.linear(inputs, w1, b1)  # (T-2, B, hidden): all steps in one GEMM
-            out1 = NeuronRecurrence.apply(current1, *args, "outputs")
-            current2 = torch.cat([first2, F.linear(out1, w2, b2)])  # (T-1, B, n_out)
+            out1 = simulate(current1, *args, "outputs")[1] if record else NeuronRecurrence.apply(current1, *args, "outputs")
         else:
-            current2 = first2
+            out1 = x.new_zeros(0, B, c.hidden)
+        if T == 1:  # the one kept state is v2_0 = 0
+            return x.new_zeros(B, c.n_out), inputs, out1, x.new_zeros(0, B, c.n_out)
+        first2 = b2.expand(1, B, c.n_out)  # layer 2's current at step 1: W2 o1_0 + b2 = b2
+        current2 = torch.cat([first2, F.linear(out1, w2, b2)]) if steps1 else first2  # (T-1, B, n_out)
         # the kept states are v2_0 = 0, v2_1 .. v2_{T-1}: layer 2 runs T-1 steps
-        states2 = NeuronRecurrence.apply(current2, *args, "states")
-        return states2.sum(0) / T  # the mean over all T kept states, v2_0 = 0 included
+        if record:
+            states2, outputs2 = simulate(current2, *args, "both")
+        else:
+            states2, outputs2 = NeuronRecurrence.apply(current2, *args, "states"), None
+        return states2.sum(0) / T, inputs, out1, outputs2  # the mean over all T kept states, v2_0 = 0 included
 
     def _workspace(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A scratch tensor for the masked input, reused across calls: a 400 MB allocation per batch
@@ -117,3 +124,25 @@ class SNN(SNNReference):
             buf = torch.empty(shape, device=like.device, dtype=like.dtype)
             self.__dict__["_scratch"] = buf
         return buf
+
+
+def simulate(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
+    """The forward recurrence of ``NeuronRecurrence`` (see there): ``(states, outputs)``, each (T, B, N), or
+    None where ``keep`` ("states", "outputs" or "both") does not ask for it. ``gates`` (bool) receives g_t."""
+    states = torch.empty_like(current) if keep in ("states", "both") else None
+    outputs = torch.empty_like(current) if keep in ("outputs", "both") else None
+    gate = torch.empty(current.shape[1:], dtype=torch.bool, device=current.device)  # g_t when ``gates`` is None
+    h, reset, v, o = (torch.zeros_like(current[0]) for _ in range(4))
+    # In place and in the reference's order of operations, so the rounding is the same:
+    # where(g, h - r, h) equals h - r * g exactly for g in {0, 1}.
+    for t in range(current.shape[0]):
+        torch.mul(v, decay, out=h).add_(current[t])  # h = I_t + d v_{t-1}
+        o = torch.sub(h, threshold, out=o if outputs is None else outputs[t]).clamp_min_(0.0)  # relu(h - theta)
+        g = torch.gt(o, 0.0, out=gate if gates is None else gates[t])
+        if proportional:
+            torch.mul(h, penalty / threshold, out=reset)  # (p / theta) h
+        else:
+            torch.add(o, penalty, out=reset)  # p + o
+        torch.sub(h, reset, out=reset)
+        v = torch.where(g, reset, h, out=v if states is None else states[t])
+    return states, outputs

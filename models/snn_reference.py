@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.activity import Activity, Synapse
 from models.registry import check_positive, register
 
 Reset = Literal["subtract", "proportional"]
@@ -46,7 +47,13 @@ class SpikingLayer(nn.Module):
         v_t = h_t - (penalty + o_t) * g_t           reset="subtract"  (the seed text)
         v_t = h_t - (penalty / threshold) * h_t * g_t  reset="proportional"  (the 2018 code)
         """
-        h = self.fc(x) + self.decay * v  # (B, n_out)
+        return self.integrate(self.fc(x), v, o)
+
+    def integrate(
+        self, current: torch.Tensor, v: torch.Tensor, o: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """``step`` after the synapses: the input current ``W x_t + b`` is given."""
+        h = current + self.decay * v  # (B, n_out)
         o_new = F.relu(h - self.threshold)
         g = (o_new > 0).to(h.dtype)
         if self.reset == "subtract":
@@ -100,3 +107,44 @@ class SNNReference(nn.Module):
             (v2, _), state2 = self.layer2.step(out1, *state2)  # layer 2's delayed state v2_{t-1}
             kept.append(v2)
         return torch.stack(kept).mean(0)  # (B, n_out)
+
+    def trace(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every step of both layers, for pictures and gradient studies: (T, B, n) tensors, row t-1 = step t.
+
+        ``input`` is u_t * x, ``layer1_current`` layer 1's input current W1 x_t + b1 (call ``retain_grad()``
+        on it to read dL/dI after a backward pass), ``layerK_v`` / ``layerK_o`` each layer's new state and
+        output at step t (before the one-step delay); ``logits`` (B, n_out) equal ``forward``'s.
+        """
+        c = self.config
+        x = x.flatten(1)  # (B, n_in)
+        if masks is None:
+            masks = self.draw_masks(x)
+        inputs = masks * x  # (T, B, n_in)
+        current1 = self.layer1.fc(inputs)  # (T, B, hidden)
+        zeros1 = x.new_zeros(x.shape[0], c.hidden)
+        zeros2 = x.new_zeros(x.shape[0], c.n_out)
+        state1, state2 = (zeros1, zeros1), (zeros2, zeros2)
+        seq: dict[str, list[torch.Tensor]] = {k: [] for k in ("layer1_v", "layer1_o", "layer2_v", "layer2_o")}
+        for t in range(c.time_steps):
+            (_, out1), state1 = self.layer1.integrate(current1[t], *state1)
+            (_, _), state2 = self.layer2.step(out1, *state2)
+            for k, value in zip(seq, (*state1, *state2)):
+                seq[k].append(value)
+        out = {k: torch.stack(v) for k, v in seq.items()}
+        kept = torch.cat([zeros2[None], out["layer2_v"][: c.time_steps - 1]])  # v2_0 = 0, v2_1 .. v2_{T-1}
+        return {"input": inputs, "layer1_current": current1, **out, "logits": kept.mean(0)}
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> Activity:
+        """The steps that reach the logits: layer 1 at steps 1..T-2, layer 2 at 1..T-1 (it gets o1_0 = 0 first)."""
+        c = self.config
+        tr = self.trace(x, masks)
+        steps1 = max(c.time_steps - 2, 0)
+        out1 = tr["layer1_o"][:steps1]  # (T-2, B, hidden)
+        inputs2 = torch.cat([torch.zeros_like(tr["layer1_o"][:1]), out1])[: c.time_steps - 1]  # (T-1, B, hidden)
+        return Activity(
+            logits=tr["logits"],
+            synapses=[Synapse("layer1", tr["input"][:steps1], self.layer1.fc.weight),
+                      Synapse("layer2", inputs2, self.layer2.fc.weight)],
+            outputs={"layer1": out1, "layer2": tr["layer2_o"][: c.time_steps - 1]},
+        )  # fmt: skip

@@ -9,6 +9,7 @@ import torch
 
 import models
 from bench.loop import inference_step, training_step
+from bench.metrics import Counter
 from bench.timing import synchronizer
 
 BATCH, TIME_STEPS = 100, 16
@@ -69,3 +70,24 @@ def test_inference(benchmark, name, device, batch):
 
     loss, logits = benchmark(step)
     assert logits.shape == (BATCH, 10) and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_inference_with_metrics(benchmark, name, device, batch):
+    """The evaluation pass as bench.run does it: activity plus the counting of bench.metrics (compare with
+    ``test_inference`` in the same group for the metrics' overhead)."""
+    model = build(name, device).eval()
+    sync = synchronizer(device)
+    _info(benchmark, name, device, "inference")
+    benchmark.extra_info["metrics"] = True
+
+    @torch.no_grad()
+    def step():
+        counter = Counter()
+        out = inference_step(model, *batch, counter)
+        values = counter.values()  # reads the sums back: a sync
+        sync()
+        return out, values
+
+    (loss, logits), values = benchmark(step)
+    assert logits.shape == (BATCH, 10) and torch.isfinite(loss) and values["dense_ops"] > 0

@@ -55,3 +55,20 @@ def test_snn_masks_argument_replaces_random_draws():
     assert not torch.equal(model(x), a)  # random masks differ from the given ones
     with pytest.raises(ValueError, match="masks must have shape"):
         model(x, masks=masks[:4])
+
+
+def test_activity_gives_the_forward_logits_and_layer_shapes(model):
+    """``activity`` draws the same masks and returns the same logits as ``forward``; tensors are (steps, B, n)."""
+    x = torch.rand(5, 784) - 0.5
+    torch.manual_seed(3)
+    logits = model(x)
+    torch.manual_seed(3)
+    act = model.activity(x)
+    torch.testing.assert_close(act.logits, logits, rtol=1e-5, atol=1e-6)
+    assert [s.name for s in act.synapses][0] == "layer1" and "layer1" in act.outputs
+    steps = getattr(model.config, "time_steps", 3) - 2  # one step without a time axis
+    for syn in act.synapses:
+        assert syn.inputs.dim() == 3 and syn.inputs.shape[1] == 5 and syn.inputs.shape[2] == syn.weight.shape[1]
+    assert act.synapses[0].inputs.shape[0] == max(steps, 1)
+    for out in act.outputs.values():
+        assert out.dim() == 3 and out.shape[1] == 5

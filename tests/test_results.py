@@ -24,6 +24,19 @@ def test_rows_are_read_back_typed_and_exactly(tmp_path):
     assert rows[0]["train_loss"] == 0.1 + 0.2 and rows[0]["model"] == "ffn" and rows[0]["train_samples"] == 100
 
 
+def test_metric_cells_may_be_empty_and_old_csvs_without_them_still_read(tmp_path):
+    values = row(1)
+    values.update(layer2_firing_rate=None, dense_ops=float("nan"))  # a model with one layer; metrics not counted
+    with EpochWriter(tmp_path / "epochs.csv") as writer:
+        writer.write(values)
+    (back,) = read_epochs(tmp_path / "epochs.csv")
+    assert back["layer2_firing_rate"] != back["layer2_firing_rate"] and back["dense_ops"] != back["dense_ops"]  # NaN
+    old = COLUMNS[: COLUMNS.index("metrics_seconds")]  # what snnbench 0.1 wrote
+    (tmp_path / "old.csv").write_text(",".join(old) + "\n" + ",".join(str(row(1)[c]) for c in old) + "\n")
+    (back,) = read_epochs(tmp_path / "old.csv")
+    assert back["epoch"] == 1 and "dense_ops" not in back
+
+
 def test_a_partial_last_line_is_dropped_with_a_warning_then_repaired(tmp_path):
     path = tmp_path / "epochs.csv"
     with EpochWriter(path) as writer:

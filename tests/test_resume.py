@@ -16,13 +16,14 @@ from bench import interrupt
 from bench.results import read_epochs
 from bench.run import main
 
-TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second"}
+TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
 SMALL = ["--device", "cpu", "--dataset", "mnist-mini", "--max-batches", "2", "--batch-size", "100", "--no-report"]
 
 
 def numbers(run_dir):
-    """The rows without what differs between two runs of the same seeds: timings and the run id."""
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_epochs(run_dir / "epochs.csv")]
+    """The rows without what differs between two runs of the same seeds: timings and the run id (NaN as None,
+    so that two empty cells compare equal)."""
+    return [{k: None if v != v else v for k, v in r.items() if k not in TIMING} for r in read_epochs(run_dir / "epochs.csv")]
 
 
 def only_run(out):

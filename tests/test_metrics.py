@@ -1,0 +1,112 @@
+"""Firing rates, sparsity and synaptic operations against values computed by hand on tiny networks."""
+
+import math
+
+import pytest
+import torch
+
+import models
+from bench.metrics import COLUMNS, Counter, TimedCounter, is_spiking
+from models.activity import Activity, Synapse
+
+
+def tiny_snn(name: str, reset: str = "subtract"):
+    """1 -> 1 -> 1 spiking net, T = 4, W1 = 4, W2 = 1, no biases (the example worked out below)."""
+    model = models.build(f"{name}:n_in=1,hidden=1,n_out=1,time_steps=4,reset={reset}")
+    with torch.no_grad():
+        for layer, w in ((model.layer1, 4.0), (model.layer2, 1.0)):
+            layer.fc.weight.fill_(w)
+            layer.fc.bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("name", ["snn", "snn-reference"])
+def test_snn_by_hand(name):
+    """x = 0.5 with masks of 1: layer 1's current is 2 at every step (d = 0.9, theta = 1, p = 1.5, subtract):
+    t=1: h=2, o=1, v=2-2.5=-0.5; t=2: h=2-0.45=1.55, o=0.55, v=-0.5. Steps 1..T-2 reach the logits: o1 = [1, 0.55].
+    Layer 2 gets [o1_0=0, 1, 0.55] over steps 1..T-1: h=0 (o=0, v=0); h=1 (o=relu(0)=0, v=1); h=0.55+0.9=1.45 (o=0.45).
+    """
+    model = tiny_snn(name)
+    act = model.activity(torch.tensor([[0.5]]), masks=torch.ones(4, 1, 1))
+    torch.testing.assert_close(act.outputs["layer1"].flatten(), torch.tensor([1.0, 0.55]))
+    torch.testing.assert_close(act.outputs["layer2"].flatten(), torch.tensor([0.0, 0.0, 0.45]))
+    counter = Counter()
+    counter.add(act)
+    v = counter.values()
+    assert v["layer1_firing_rate"] == 1.0 and v["layer1_silent_share"] == 0.0 and v["layer1_sparsity"] == 0.0
+    assert v["layer1_mean_when_firing"] == pytest.approx(0.775)
+    assert v["layer2_firing_rate"] == pytest.approx(1 / 3) and v["layer2_sparsity"] == pytest.approx(2 / 3)
+    assert v["layer2_mean_when_firing"] == pytest.approx(0.45, rel=1e-6) and v["layer2_silent_share"] == 0.0
+    assert v["activation_sparsity"] == pytest.approx(2 / 5)  # 0 + 2 zeros among 2 + 3 outputs
+    assert v["dense_ops"] == 2 * 1 + 3 * 1  # (T-2) steps x 1 x 1 + (T-1) steps x 1 x 1
+    assert v["effective_macs"] == 2 + 2  # layer 1: 0.5 twice; layer 2: 1 and 0.55 (0 skipped); graded: MACs
+    assert v["effective_acs"] == 0
+
+
+def test_snn_and_reference_count_the_same():
+    torch.manual_seed(0)
+    fast = models.build("snn:time_steps=12")
+    ref = models.build("snn-reference:time_steps=12")
+    ref.load_state_dict(fast.state_dict())
+    with torch.no_grad():  # larger weights: more neurons fire, so the counts say something
+        for m in (fast, ref):
+            m.layer1.fc.weight.mul_(4)
+    x, masks = torch.rand(16, 784) - 0.5, torch.rand(12, 16, 784)
+    a, b = Counter(), Counter()
+    a.add(fast.activity(x, masks))
+    b.add(ref.activity(x, masks))
+    va, vb = a.values(), b.values()
+    assert va["layer1_firing_rate"] > 0.01
+    assert va == pytest.approx(vb, rel=1e-6, nan_ok=True)
+
+
+def test_ffn_by_hand_with_a_zero_weight_and_binary_inputs():
+    """Binary inputs make accumulates; a zero weight does no operation; a unit that never fires is silent."""
+    model = models.build("ffn:n_in=3,hidden=2,n_out=2")
+    with torch.no_grad():
+        fc1, _, fc2 = model.net
+        fc1.weight.copy_(torch.tensor([[1.0, 1.0, 0.0], [-1.0, -1.0, -1.0]]))  # input 3 has one zero weight; unit 2 never fires
+        fc1.bias.zero_()
+        fc2.weight.copy_(torch.tensor([[1.0, 0.0], [2.0, 1.0]]))
+        fc2.bias.zero_()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    counter = Counter()
+    counter.add(model.activity(x))
+    v = counter.values()
+    # hidden = relu(x1 + x2) for unit 1: [1, 0, 2]; unit 2: 0 always
+    assert v["layer1_firing_rate"] == pytest.approx(2 / 6) and v["layer1_sparsity"] == pytest.approx(4 / 6)
+    assert v["layer1_silent_share"] == 0.5 and v["layer1_mean_when_firing"] == pytest.approx(1.5)
+    assert math.isnan(v["layer2_firing_rate"])  # the FFN has one nonlinearity
+    assert v["dense_ops"] == 3 * 2 + 2 * 2
+    # layer 1, binary: non-zero inputs 2 + 0 + 2, fan-out of inputs 1, 2, 3 = 2, 2, 1 -> (1*2 + 1*1) + 0 + (2 + 2) = 7 ACs
+    # layer 2, graded (2 is not a spike): non-zero hidden 1 (twice), fan-out of unit 1 = 2 -> 4 MACs
+    assert v["effective_acs"] == pytest.approx(7 / 3) and v["effective_macs"] == pytest.approx(4 / 3)
+
+
+def test_counts_add_up_over_batches_and_silence_is_over_the_whole_set():
+    out1 = torch.tensor([[[0.0, 2.0]]])  # (steps=1, B=1, n=2): neuron 1 silent here ...
+    out2 = torch.tensor([[[1.0, 0.0]]])  # ... and fires in the next batch: not silent over the set
+    w = torch.ones(2, 2)
+    counter = Counter()
+    for out in (out1, out2):
+        counter.add(Activity(torch.zeros(1, 2), [Synapse("layer1", out, w)], {"layer1": out}))
+    v = counter.values()
+    assert v["layer1_silent_share"] == 0.0 and v["layer1_firing_rate"] == 0.5 and v["layer1_mean_when_firing"] == 1.5
+    # NeuroBench decides per call: batch 1's input [0, 2] is graded (1 input x fan-out 2 = 2 MACs), batch 2's [1, 0]
+    # is spikes (2 ACs); per sample (2 samples) that is 1 and 1; dense: 2 inputs x 2 outputs per sample
+    assert v["dense_ops"] == 4 and v["effective_macs"] == 1 and v["effective_acs"] == 1
+
+
+def test_spike_detection():
+    assert is_spiking(torch.tensor([0.0, 1.0, -1.0, 1.0]))
+    assert not is_spiking(torch.tensor([[0.0, 1.0], [0.5, 1.0]]))  # a graded value after the first step
+    assert is_spiking(torch.zeros(0, 3))
+
+
+def test_timed_counter_gives_every_column_and_its_seconds():
+    model = models.build("snn:time_steps=6")
+    counter = TimedCounter("cpu")
+    counter.add(model.activity(torch.rand(4, 784) - 0.5))
+    v = counter.values()
+    assert list(v) == COLUMNS and v["metrics_seconds"] > 0
+    assert v["dense_ops"] == 4 * 784 * 100 + 5 * 100 * 10
