@@ -84,12 +84,16 @@ def figure(swept: pd.DataFrame, ffns: pd.DataFrame, dataset: str) -> plt.Figure:
     seconds = pd.concat([swept["seconds_per_epoch"], ffns["seconds_per_epoch"]])
     if seconds.max() / seconds.min() > 10:
         axes[1].set_yscale("log")
-    for (ffn, device), g in ffns.groupby(["model", "device"], sort=False):
-        name = f"{ffn} ({device})" if several else ffn
-        for ax, value in [(axes[0], 100 * g["final_accuracy"].mean()), (axes[1], g["seconds_per_epoch"].mean())]:
-            ax.axhline(value, color="grey", linestyle="--", linewidth=1)
-            ax.annotate(name, (0.99, value), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=8,
-                        color="dimgrey")  # fmt: skip
+    # the FFNs in the legend rather than written on the lines: on several devices their accuracies can coincide
+    legend = axes[0].get_legend()
+    handles, labels = list(legend.legend_handles), [text.get_text() for text in legend.texts]
+    shades = ["dimgrey", "darkgrey", "black", "silver"]
+    for i, ((ffn, device), g) in enumerate(ffns.groupby(["model", "device"], sort=False)):
+        kind = {"color": shades[i % len(shades)], "linestyle": "--", "linewidth": 1}
+        axes[0].axhline(100 * g["final_accuracy"].mean(), **kind)
+        handles.append(axes[1].axhline(g["seconds_per_epoch"].mean(), **kind))
+        labels.append(f"{ffn} ({device})" if several else ffn)
+    axes[0].legend(handles, labels, fontsize=8)
     steps = sorted(set(swept["T"]))
     for ax, ylabel in [(axes[0], "final test accuracy (%)"), (axes[1], "training time per epoch (s)")]:
         ax.set_xscale("log", base=2)
@@ -99,7 +103,6 @@ def figure(swept: pd.DataFrame, ffns: pd.DataFrame, dataset: str) -> plt.Figure:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_title("final test accuracy (mean and 95% CI over seeds)", fontsize=10)
     axes[1].set_title("training seconds per epoch (mean and 95% CI)", fontsize=10)
-    axes[0].legend(fontsize=8)
     fig.suptitle(f"{dataset}: time-step sweep")
     fig.tight_layout()
     return fig

@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
 from scipy import stats as st
 
 from report.load import model_info
@@ -113,7 +112,7 @@ def figure(windows: pd.DataFrame, dataset: str) -> plt.Figure:
     for decay, dashes in zip(sorted(set(data["decay"])), ["--", ":", "-.", (0, (5, 1, 1, 1))] * 4):
         ax.plot(dts, decay**dts, color="black", linestyle=dashes, linewidth=1.2, label=f"prediction {decay:g}**dt")
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xticks(range(0, MAX_DT + 1, 5))
     ax.set(xlabel="dt (steps before the layer-1 spike)", ylabel="mean |dL/dI| relative to dt = 0 (log scale)",
            title=f"{dataset}: gradient reaching layer 1's input current dt steps before a spike (mean and 95% CI)")  # fmt: skip
     ax.title.set_fontsize(10)
