@@ -9,8 +9,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from report import markdown, plots
-from report.load import ReportError, load
+from report import activity, markdown, neurons, plots, sweep, window
+from report.load import ReportError, Results, load
 
 DEFAULT_TARGET = 0.85
 
@@ -23,11 +23,25 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
     results = load(paths)  # load
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {d: plots.draw_all(results.epochs, d, out_dir, target) for d in dict.fromkeys(results.epochs["dataset"])}
-    text = markdown.report(results, figures, [str(p) for p in paths], target)  # summarise
+    datasets = list(dict.fromkeys(results.epochs["dataset"]))
+    figures = {d: plots.draw_all(results.epochs, d, out_dir, target) for d in datasets}
+    extra = {d: spiking_sections(results, d, out_dir) for d in datasets}
+    text = markdown.report(results, figures, [str(p) for p in paths], target, extra)  # summarise
     path = out_dir / "report.md"
     path.write_text(text)
     return path
+
+
+def spiking_sections(results: Results, dataset: str, out_dir: Path) -> list[str]:
+    """Activity and cost, neuron activity, the gradient window and the time-step sweep of one dataset, with their PNGs;
+    each part only where its data exist, so reports of runs that recorded none of it read exactly as before."""
+    data = results.epochs[results.epochs["dataset"] == dataset]
+    return [
+        *activity.section(data),
+        *neurons.section(results.activity, dataset, results.runs, out_dir),
+        *window.section(results.windows, dataset, results.runs, out_dir),
+        *sweep.section(data, results.runs, dataset, out_dir),
+    ]
 
 
 class Parser(argparse.ArgumentParser):

@@ -1,21 +1,37 @@
-"""Find and read results: every ``epochs.csv`` below the given folders, with its ``run.json``.
+"""Find and read results: every ``epochs.csv`` below the given folders, with its ``run.json``, and next to it the
+run's ``window.csv`` and ``activity/*.npz`` where the run wrote them.
 
-One tidy DataFrame of epoch rows comes back, plus one dict per run. Nothing is summarised here.
+One tidy DataFrame of epoch rows comes back, plus one dict per run, the tidy window rows and the activity records.
+Nothing is summarised here.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+import zipfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # what the report needs from each row; run_id falls back to the folder name when absent
 REQUIRED = ["dataset", "model", "device", "seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 NUMERIC = ["seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 TRAINING = ["dataset", "device", "model", "run_id", "seed"]  # one seeded training: the unit of replication
+# the spiking metrics of the test pass, appended to epochs.csv by later versions; any of them may be absent or empty
+METRICS = [
+    "metrics_seconds",
+    "layer1_firing_rate", "layer1_silent_share", "layer1_mean_when_firing", "layer1_sparsity",
+    "layer2_firing_rate", "layer2_silent_share", "layer2_mean_when_firing", "layer2_sparsity",
+    "activation_sparsity", "dense_ops", "effective_macs", "effective_acs",
+]  # fmt: skip
+OPTIONAL_NUMERIC = ["eval_seconds", "test_samples", *METRICS]  # coerced when present, never required
+WINDOW_REQUIRED = ["model", "device", "seed", "reset", "decay", "dt", "relative", "pairs"]
+WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
+ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "image": 2, "logits": 1, "label": 0, "index": 0}
 
 
 class ReportError(Exception):
@@ -26,6 +42,8 @@ class ReportError(Exception):
 class Results:
     epochs: pd.DataFrame  # one row per training x epoch, columns of bench.results.COLUMNS plus "hardware"
     runs: list[dict]  # run.json of each run (or {} when missing), with "run_id" and "path" filled in
+    windows: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of every window.csv, with "run_id" and "dataset"
+    activity: list[dict] = field(default_factory=list)  # one per activity/*.npz: its arrays and metadata, plus "path"
 
 
 def warn(message: str) -> None:
@@ -51,7 +69,7 @@ def load(paths: list[str | Path]) -> Results:
             raise ReportError(f"no epochs.csv in {path}")
         csvs.update(dict.fromkeys(p.resolve() for p in found))
 
-    frames, runs = [], []
+    frames, runs, windows, activity = [], [], [], []
     for csv in csvs:
         frame = read_csv(csv)  # first: a CSV the report cannot use stops it before any warning
         meta = read_run_json(csv.parent / "run.json")
@@ -63,9 +81,18 @@ def load(paths: list[str | Path]) -> Results:
         runs.append(meta)
         if not frame.empty:
             frames.append(frame)
+        defaults = {"run_id": run_id, "dataset": meta.get("dataset") or (frame["dataset"].iloc[0] if len(frame) else "?")}
+        window = read_window(csv.parent / "window.csv", defaults)
+        if window is not None:
+            windows.append(window)
+        for npz in sorted((csv.parent / "activity").glob("*.npz")):
+            record = read_activity(npz, defaults)
+            if record is not None:
+                activity.append(record)
     if not frames:
         raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
-    return Results(_split_mixed_hardware(pd.concat(frames, ignore_index=True)), runs)
+    epochs = _split_mixed_hardware(pd.concat(frames, ignore_index=True))
+    return Results(epochs, runs, *_same_device_names(epochs, windows, activity))
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -84,10 +111,13 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ReportError(f"{path} lacks the column(s) {', '.join(missing)}")
     if "run_id" not in frame.columns:
         frame["run_id"] = None  # filled in from run.json or the folder name
-    for column in NUMERIC:
+    for column in NUMERIC + [c for c in OPTIONAL_NUMERIC if c in frame.columns]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    # a line cut short parses with NaN in its last fields
+    # a line cut short parses with NaN in its last fields; with the metric columns last (and allowed to be empty),
+    # a cut can also leave every required field whole, so a last line without its newline is not data either
     broken = frame[NUMERIC + ["dataset", "model", "device"]].isna().any(axis=1)
+    if len(frame) and _cut_off(path):
+        broken.iloc[-1] = True
     if bad or broken.any():
         warn(f"{path}: skipped {len(bad) + int(broken.sum())} unparsable row(s)")
     frame = frame[~broken].copy()
@@ -97,6 +127,16 @@ def read_csv(path: Path) -> pd.DataFrame:
         warn(f"{path}: {int(duplicated.sum())} epoch row(s) appear twice; the last one of each is used")
         frame = frame[~duplicated]
     return frame
+
+
+def _cut_off(path: Path) -> bool:
+    """Whether the file's last line lacks its newline: bench writes whole lines, so it was cut off mid-write."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return False
+        f.seek(-1, 2)
+        return f.read(1) != b"\n"
 
 
 def read_run_json(path: Path) -> dict:
@@ -109,6 +149,118 @@ def read_run_json(path: Path) -> dict:
         warn(f"cannot read {path} ({exc}): that run's status and environment are unknown")
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+def read_window(path: Path, defaults: dict) -> pd.DataFrame | None:
+    """A run's ``window.csv`` (the STDP-like gradient window), or None when absent or unusable (with a warning).
+
+    ``defaults`` fills ``run_id`` and ``dataset`` where the file lacks them. Rows that do not parse are skipped.
+    """
+    if not path.is_file():
+        return None
+    bad: list[list[str]] = []
+    try:
+        frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, dtype={"run_id": str, "model": str, "reset": str})
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        warn(f"cannot read {path} ({exc}): no gradient window from that run")
+        return None
+    missing = [c for c in WINDOW_REQUIRED if c not in frame.columns]
+    if missing:
+        warn(f"{path} lacks the column(s) {', '.join(missing)}: no gradient window from that run")
+        return None
+    for column, value in defaults.items():
+        frame[column] = frame[column].fillna(value) if column in frame.columns else value
+    for column in WINDOW_NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    broken = frame[WINDOW_NUMERIC + ["model", "device", "reset"]].isna().any(axis=1)
+    if len(frame) and _cut_off(path):
+        broken.iloc[-1] = True
+    if bad or broken.any():
+        warn(f"{path}: skipped {len(bad) + int(broken.sum())} unparsable row(s)")
+    frame = frame[~broken].copy()
+    frame[["seed", "dt"]] = frame[["seed", "dt"]].astype(int)
+    return frame if len(frame) else None
+
+
+def read_activity(path: Path, defaults: dict) -> dict | None:
+    """One ``activity/*.npz``: its arrays as numpy, its scalars as Python values, or None (with a warning) when it is not
+    a readable file with the arrays of the format (layer1/2 v and o of shape (T, n), the image, label, index, logits)."""
+    try:
+        npz = np.load(path, allow_pickle=False)  # never unpickle: a results folder is data, not code
+        if not isinstance(npz, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise ValueError("not an .npz archive")
+        with npz:
+            record = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        warn(f"cannot read {path} ({exc}): no activity figure from it")
+        return None
+    problem = _activity_problem(record)
+    if problem:
+        warn(f"{path}: {problem}: no activity figure from it")
+        return None
+    for key, value in record.items():
+        if value.ndim == 0:  # numpy scalars (str, int) -> Python values
+            record[key] = value.item()
+    if "model" not in record:
+        warn(f"{path} does not say which model it is: no activity figure from it")
+        return None
+    record.setdefault("seed", -1)  # unknown: sorted first, shown as -1
+    record.setdefault("device", "?")
+    for key, value in defaults.items():
+        record.setdefault(key, value)
+    record["path"] = str(path)
+    return record
+
+
+def _activity_problem(record: dict) -> str | None:
+    for key, ndim in ACTIVITY_ARRAYS.items():
+        if key not in record:
+            return f"no {key!r} array"
+        if record[key].ndim != ndim or not np.issubdtype(record[key].dtype, np.number):
+            return f"{key!r} is not a numeric array of {ndim} dimension(s)"
+    (steps, hidden), (steps2, n_out) = record["layer1_v"].shape, record["layer2_v"].shape
+    if record["layer1_o"].shape != (steps, hidden) or record["layer2_o"].shape != (steps2, n_out) or steps != steps2:
+        return "the layer arrays do not share one (time steps, neurons) shape per layer"
+    if steps == 0 or hidden == 0 or record["logits"].shape != (n_out,) or not 0 <= int(record["label"]) < n_out:
+        return "the logits or the label do not match layer 2's outputs"
+    return None
+
+
+def model_info(runs: list[dict], labels) -> dict[str, dict]:
+    """Each label -> {"name": registry name, "config": {...}}: from run.json (the first run that has the label), and
+    what the canonical spec says by itself where run.json is missing (``snn:time_steps=32``: name snn, time_steps 32)."""
+    known: dict[str, dict] = {}
+    for meta in runs:
+        for label, info in (meta.get("models") or {}).items():
+            if isinstance(info, dict):
+                known.setdefault(label, info)
+    out = {}
+    for label in labels:
+        name, _, rest = label.partition(":")
+        parsed = dict(item.partition("=")[::2] for item in rest.split(",") if item)
+        info = known.get(label, {})
+        config = {**{k: _number(v) for k, v in parsed.items()}, **(info.get("config") or {})}
+        out[label] = {"name": info.get("name") or name, "config": config}
+    return out
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _same_device_names(epochs: pd.DataFrame, windows: list[pd.DataFrame], activity: list[dict]):
+    """The window rows and activity records with the device names of the epoch rows (hardware added where mixed)."""
+    names = dict(zip(zip(epochs["run_id"], epochs["device_arg"]), epochs["device"]))
+    frame = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame(columns=["run_id", "dataset", *WINDOW_REQUIRED])
+    frame["device"] = [names.get((r, d), d) for r, d in zip(frame["run_id"], frame["device"])]
+    for record in activity:
+        record["device"] = names.get((record["run_id"], record["device"]), record["device"])
+    return frame, activity
 
 
 def _split_mixed_hardware(epochs: pd.DataFrame) -> pd.DataFrame:

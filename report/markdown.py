@@ -26,7 +26,14 @@ def table(rows: list[dict] | pd.DataFrame, numbers: bool = True) -> str:
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def report(results: Results, figures: dict[str, list[tuple[str, str]]], sources: list[str], target: float) -> str:
+def report(
+    results: Results,
+    figures: dict[str, list[tuple[str, str]]],
+    sources: list[str],
+    target: float,
+    extra: dict[str, list[str]] | None = None,
+) -> str:
+    """The whole report; ``extra`` holds each dataset's further sections (Markdown lines), placed before its figures."""
     epochs, runs = results.epochs, results.runs
     datasets = list(dict.fromkeys(epochs["dataset"]))
     lines = [
@@ -47,11 +54,11 @@ def report(results: Results, figures: dict[str, list[tuple[str, str]]], sources:
     incomplete = incomplete_trainings(epochs, runs)
     for dataset in datasets:
         data = epochs[epochs["dataset"] == dataset]
-        lines += section(dataset, data, runs, incomplete, figures.get(dataset, []), target)
+        lines += section(dataset, data, runs, incomplete, figures.get(dataset, []), target, (extra or {}).get(dataset, []))
     return "\n".join(lines)
 
 
-def section(dataset, data, runs, incomplete, figures, target) -> list[str]:
+def section(dataset, data, runs, incomplete, figures, target, extra=()) -> list[str]:
     ids = list(dict.fromkeys(data["run_id"]))
     meta = [m for m in runs if m["run_id"] in ids]
     marked = _incomplete_groups(data, meta, incomplete)
@@ -66,6 +73,7 @@ def section(dataset, data, runs, incomplete, figures, target) -> list[str]:
         "the seeds that reached it.", "",
         time_table(data, target), "",
         "### Devices", "", devices_table(data), "",
+        *extra,
         "### Figures", "",
         *[f"**{caption}**\n\n![{caption}]({file})\n" for caption, file in figures],
     ]  # fmt: skip

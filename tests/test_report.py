@@ -246,7 +246,10 @@ def test_bench_run_builds_its_report(tmp_path):
     text = report.read_text()
     assert "snn:time_steps=4" in text and "no conclusion can be drawn" in text
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-    assert len(images) == 4 and all(png_ok(report.parent / image) for image in images)
+    # the four figures of every report; a run that records activity and the gradient window adds its own
+    base = {f"mnist-mini-{name}.png" for name in ["accuracy-by-epoch", "accuracy-by-time", "seconds-per-epoch", "loss-by-epoch"]}
+    assert base <= set(images)
+    assert all(png_ok(report.parent / image) for image in images)
 
 
 def test_seconds_bars_are_the_table_means_on_a_log_axis(tmp_path):

@@ -1,0 +1,211 @@
+"""Activity and cost: what the neurons did on the test set, and what that costs in synaptic operations, beside the
+seconds measured on the device. From the metric columns of ``epochs.csv``; no text at all when a run did not record them.
+
+Every activity and operation count is the test pass after each training's final epoch, averaged over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from report import stats
+from report.load import METRICS, TRAINING
+from report.markdown import table
+
+PJ_PER_MAC = 4.6  # 32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)
+PJ_PER_AC = 0.9  # 32-bit float add, same source: what a binary spike's synaptic event costs
+LAYER = ["firing_rate", "silent_share", "mean_when_firing"]
+ACTIVITY = [f"layer{n}_{m}" for n in (1, 2) for m in LAYER] + ["activation_sparsity"]
+OPS = ["dense_ops", "effective_macs", "effective_acs"]
+
+
+def recorded(data: pd.DataFrame, columns: list[str]) -> bool:
+    """Whether any of ``columns`` holds a value (a CSV may carry the header with empty cells)."""
+    present = [c for c in columns if c in data.columns]
+    return bool(present) and bool(data[present].notna().any().any())
+
+
+def final_rows(data: pd.DataFrame) -> pd.DataFrame:
+    """Each training's last epoch row, trainings in the order of the summary table; metric columns always present."""
+    data = data.reindex(columns=list(dict.fromkeys([*data.columns, *METRICS, "eval_seconds", "test_samples"])))
+    last = data.sort_values("epoch").groupby(TRAINING, sort=False).tail(1)
+    return stats.trainings(data)[TRAINING].merge(last, on=TRAINING, how="left")
+
+
+def activity(data: pd.DataFrame) -> pd.DataFrame:
+    """Per device x model: seeds and the mean over seeds of each activity column (NaN where none was recorded).
+
+    Trainings that recorded no activity (an older run pooled with a newer one) are left out, and so are their seeds."""
+    finals = final_rows(data).dropna(subset=ACTIVITY, how="all")
+    grouped = finals.groupby(["device", "model"], sort=False)
+    return grouped[ACTIVITY].mean().assign(seeds=grouped.size()).reset_index()
+
+
+def cost(data: pd.DataFrame) -> pd.DataFrame:
+    """Per device x model: operations and energy proxy per test sample, measured seconds, and ratios to the FFN.
+
+    energy_pj = effective MACs x 4.6 + effective ACs x 0.9; dense_energy_pj = dense ops x 4.6. inference_ms is
+    (eval_seconds - metrics_seconds) / test_samples, averaged over every epoch and seed, like train s/epoch.
+    The ratios (``ops_ratio``, ``energy_ratio``, ``train_ratio``, ``inference_ratio``) are to the first FFN on the same
+    device, named in ``ffn``.
+    """
+    data = data.reindex(columns=list(dict.fromkeys([*data.columns, *METRICS, "eval_seconds", "test_samples"])))
+    counting = data["metrics_seconds"].fillna(0)  # absent: the evaluation time is all there is
+    data = data.assign(inference_ms=1000 * (data["eval_seconds"] - counting) / data["test_samples"])
+    per_training = stats.trainings(data).merge(data.groupby(TRAINING)["inference_ms"].mean().reset_index(), on=TRAINING)
+    finals = final_rows(data)[TRAINING + OPS]
+    per_training = per_training.merge(finals, on=TRAINING, how="left")
+    grouped = per_training.groupby(["device", "model"], sort=False)
+    out = grouped[[*OPS, "seconds_per_epoch", "inference_ms"]].mean().assign(seeds=grouped.size()).reset_index()
+    out["effective_ops"] = out["effective_macs"] + out["effective_acs"].fillna(0)
+    out["energy_pj"] = out["effective_macs"] * PJ_PER_MAC + out["effective_acs"].fillna(0) * PJ_PER_AC
+    out["dense_energy_pj"] = out["dense_ops"] * PJ_PER_MAC
+    out["ffn"] = None
+    for column in ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio"]:
+        out[column] = math.nan
+    for device, g in out.groupby("device", sort=False):
+        ffns = [m for m in g["model"] if stats.is_ffn(m)]
+        if not ffns:
+            continue
+        ref = g[g["model"] == ffns[0]].iloc[0]
+        snn = (out["device"] == device) & ~out["model"].map(stats.is_ffn)
+        out.loc[snn, "ffn"] = ffns[0]
+        out.loc[snn, "ops_ratio"] = out.loc[snn, "effective_ops"] / ref["effective_ops"]
+        out.loc[snn, "energy_ratio"] = out.loc[snn, "energy_pj"] / ref["energy_pj"]
+        out.loc[snn, "train_ratio"] = out.loc[snn, "seconds_per_epoch"] / ref["seconds_per_epoch"]
+        out.loc[snn, "inference_ratio"] = out.loc[snn, "inference_ms"] / ref["inference_ms"]
+    return out
+
+
+def section(data: pd.DataFrame) -> list[str]:
+    """The "Activity and cost" Markdown of one dataset; nothing when no metric column holds a value."""
+    if not recorded(data, METRICS):
+        return []
+    lines = ["### Activity and cost", ""]
+    if recorded(data, ACTIVITY):
+        lines += [
+            "Neuron activity on the test set after each training's final epoch, mean over seeds. A neuron *fires* when "
+            "its output is > 0: for SNN-like models a spiking layer's graded output at one time step (rates are over "
+            "neuron x sample x time step); for FFN models a hidden ReLU output > 0 (layer 1 is the hidden layer; an FFN "
+            "has no second nonlinearity: -). *Silent*: share of the layer's neurons that never fired on any test sample. "
+            "*Activation sparsity*: zero outputs over every nonlinearity together (NeuroBench).", "",
+            activity_table(data), "",
+        ]  # fmt: skip
+    if recorded(data, OPS):
+        lines += [
+            "Synaptic operations per test sample (NeuroBench's counting, final epoch, mean over seeds): *dense* counts "
+            "every input x fan-out at every time step; *effective MACs* those whose input is non-zero and graded "
+            "(a multiply-accumulate); *effective ACs* those whose input is a spike in {-1, 0, 1} (an accumulate only). "
+            f"Energy proxy = effective MACs x {PJ_PER_MAC} pJ + effective ACs x {PJ_PER_AC} pJ; dense: dense ops x "
+            f"{PJ_PER_MAC} pJ. Beside them, measured on the device: training seconds per epoch and inference milliseconds "
+            "per test sample ((evaluation seconds - metric counting seconds) / test samples), means over every epoch and "
+            "seed. Ratios are to the FFN named, on the same device.", "",
+            cost_table(data), "",
+            *_ratio_lines(cost(data)),
+            _assumptions(cost(data)), "",
+        ]  # fmt: skip
+    lines += [overhead(data), ""]
+    return lines
+
+
+def activity_table(data: pd.DataFrame) -> str:
+    rows = []
+    for r in activity(data).to_dict("records"):
+        row = {"device": r["device"], "model": r["model"], "seeds": str(r["seeds"]),
+               "firing means": "hidden ReLU output > 0" if stats.is_ffn(r["model"]) else "output > 0 at a time step"}  # fmt: skip
+        for n in (1, 2):
+            row[f"layer {n} firing (%)"] = _num(100 * r[f"layer{n}_firing_rate"], ".2f")
+            row[f"layer {n} silent (%)"] = _num(100 * r[f"layer{n}_silent_share"], ".1f")
+            row[f"layer {n} mean output when firing"] = _num(r[f"layer{n}_mean_when_firing"], ".3g")
+        row["activation sparsity (%)"] = _num(100 * r["activation_sparsity"], ".2f")
+        rows.append(row)
+    return table(rows)
+
+
+def cost_table(data: pd.DataFrame) -> str:
+    rows = [{
+        "device": r["device"], "model": r["model"], "seeds": str(r["seeds"]),
+        "dense ops/sample": _num(r["dense_ops"], ",.0f"), "effective MACs/sample": _num(r["effective_macs"], ",.0f"),
+        "effective ACs/sample": _num(r["effective_acs"], ",.0f"),
+        "energy proxy (µJ/sample)": _num(r["energy_pj"] / 1e6, ".3g"),
+        "dense energy proxy (µJ/sample)": _num(r["dense_energy_pj"] / 1e6, ".3g"),
+        "train s/epoch": _num(r["seconds_per_epoch"], ".3g"), "inference ms/sample": _num(r["inference_ms"], ".3g"),
+        "vs FFN": r["ffn"] or "-", "effective ops ratio": _ratio(r["ops_ratio"]),
+        "train time ratio": _ratio(r["train_ratio"]), "inference time ratio": _ratio(r["inference_ratio"]),
+    } for r in cost(data).to_dict("records")]  # fmt: skip
+    return table(rows)
+
+
+def _ratio_lines(costs: pd.DataFrame) -> list[str]:
+    """One sentence per SNN-like model with an FFN beside it: operations against seconds, in the same units."""
+    lines = []
+    for r in costs[costs["ffn"].notna()].to_dict("records"):
+        if math.isnan(r["ops_ratio"]):
+            continue
+        text = (f"- {r['model']} on {r['device']}: {_ratio(r['ops_ratio'])} the effective synaptic operations of "
+                f"{r['ffn']} per test sample ({_ratio(r['energy_ratio'])} its energy proxy)")  # fmt: skip
+        if not math.isnan(r["inference_ratio"]):
+            per_op = r["inference_ratio"] / r["ops_ratio"]
+            text += (f", {_ratio(r['inference_ratio'])} its measured inference time and {_ratio(r['train_ratio'])} its "
+                     f"training time per epoch: per synaptic operation, its inference takes {per_op:.2g}x the time of "
+                     f"{r['ffn']}'s on this device")  # fmt: skip
+        if r["dense_ops"] > 0:
+            text += f"; its effective operations are {r['effective_ops'] / r['dense_ops']:.1%} of its dense count"
+        lines.append(text + ".")
+    return [*lines, ""] if lines else []
+
+
+def _assumptions(costs: pd.DataFrame) -> str:
+    text = (f"**Assumptions.** The energy figures are a proxy, not a measurement: {PJ_PER_MAC} pJ per 32-bit float MAC "
+            f"and {PJ_PER_AC} pJ per 32-bit float AC, Horowitz's 45 nm figures (ISSCC 2014), times the synaptic operations "
+            "of one inference. They count synaptic operations only: no neuron-state updates and no memory traffic, which "
+            "dominate the energy of real hardware, and no training. ")  # fmt: skip
+    snn = costs[~costs["model"].map(stats.is_ffn)]
+    if snn.empty:
+        return text
+    names = ", ".join(dict.fromkeys(snn["model"]))
+    acs = snn.dropna(subset=["effective_acs"])
+    if acs.empty:
+        return text + f"Accumulate-only operations were not recorded for {names}."
+    with_acs = acs[acs["effective_acs"] > 0]
+    if with_acs.empty:
+        return text + (
+            f"Every SNN-like model here ({names}) recorded 0 ACs: this SNN's input (random masks times analog pixels) "
+            "and its graded ReLU outputs are not binary spikes, so every non-zero synaptic input needs a multiply. Its "
+            "operations are MACs, not ACs: there is no spike-only saving to claim."
+        )
+    shares = "; ".join(f"{r['model']} on {r['device']}: {r['effective_acs']:,.0f} per sample, "
+                       f"{r['effective_acs'] / r['effective_ops']:.1%} of its effective operations"
+                       for r in with_acs.to_dict("records"))  # fmt: skip
+    return text + (f"Accumulate-only operations (inputs in {{-1, 0, 1}}) were recorded for {shares}; only those are "
+                   f"priced as ACs, every other synaptic operation as a MAC.")  # fmt: skip
+
+
+def overhead(data: pd.DataFrame) -> str:
+    """One line: the metric counting time as a share of the evaluation time and of the training time."""
+    if not recorded(data, ["metrics_seconds"]) or "eval_seconds" not in data.columns:
+        return "The metric counting time was not recorded; the inference times above include it."
+    rows = data.dropna(subset=["metrics_seconds"])
+    counting, evaluation, training = rows["metrics_seconds"].sum(), rows["eval_seconds"].sum(), rows["train_seconds"].sum()
+    sums = rows.groupby(["device", "model"], sort=False)[["metrics_seconds", "eval_seconds"]].sum()
+    shares = sums["metrics_seconds"] / sums["eval_seconds"]
+    (device, model), worst = shares.idxmax(), shares.max()
+    return (f"Metric counting overhead: counting the metrics took {counting:.3g} s in all, {_share(counting, evaluation)} "
+            f"of the evaluation time and {_share(counting, training)} of the training time (largest: {model} on {device}, "
+            f"{worst:.1%} of its evaluation time); the inference times above exclude it.")  # fmt: skip
+
+
+def _share(part: float, whole: float) -> str:
+    if not whole > 0:
+        return "-"
+    return f"{part / whole:.1%}" if part / whole >= 0.001 else f"{100 * part / whole:.2g}%"  # 0.0%: too coarse to read
+
+
+def _num(value: float, spec: str) -> str:
+    return "-" if value is None or math.isnan(value) else format(value, spec)
+
+
+def _ratio(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else stats.ratio(value)

@@ -1,0 +1,118 @@
+"""Neuron activity pictures: one test digit through a trained SNN, from the run's ``activity/*.npz``.
+
+Per SNN-like model, one PNG: heatmaps (neuron x time step) of the inner state v and the output o of both layers, the
+input digit, the trace of the layer-1 neuron that fired at the most steps, and layer 2's neuron of the true label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import Normalize
+
+from report.load import model_info
+from report.plots import DPI, slug
+from report.stats import is_ffn
+
+THRESHOLD = 1.0  # the SNN's default, when run.json does not say
+
+
+def pick(records: list[dict], dataset: str) -> dict[str, dict]:
+    """SNN-like model -> its record of ``dataset`` with the lowest seed; on a tie the first found (runs in load order,
+    files by name), so the choice depends on the files only."""
+    chosen: dict[str, dict] = {}
+    for record in records:
+        model = record["model"]
+        if record["dataset"] != dataset or is_ffn(model):
+            continue
+        if model not in chosen or record["seed"] < chosen[model]["seed"]:
+            chosen[model] = record
+    return chosen
+
+
+def busiest(o1: np.ndarray) -> int:
+    """The layer-1 neuron with the most time steps with o > 0; the lowest index on a tie (argmax takes the first)."""
+    return int(np.argmax((o1 > 0).sum(axis=0)))
+
+
+def predicted(record: dict) -> int:
+    return int(np.argmax(record["logits"]))
+
+
+def figure(record: dict, threshold: float = THRESHOLD) -> plt.Figure:
+    steps, hidden = record["layer1_v"].shape
+    neuron, label = busiest(record["layer1_o"]), int(record["label"])
+    fig = plt.figure(figsize=(13, 10.5))
+    grid = fig.add_gridspec(3, 3, width_ratios=[0.6, 1, 1], height_ratios=[1.4, 0.8, 1], hspace=0.45, wspace=0.3)
+    image = fig.add_subplot(grid[0, 0])
+    image.imshow(record["image"], cmap="gray")
+    image.set_title(f"input: test index {record['index']}", fontsize=10)
+    image.axis("off")
+    for row, layer in [(0, 1), (1, 2)]:
+        _heatmap(fig, fig.add_subplot(grid[row, 1]), record[f"layer{layer}_v"], f"layer {layer}: inner state v", diverging=True)
+        _heatmap(fig, fig.add_subplot(grid[row, 2]), record[f"layer{layer}_o"], f"layer {layer}: output o", diverging=False)
+    notes = fig.add_subplot(grid[1, 0])
+    notes.axis("off")
+    fired = int((record["layer1_o"][:, neuron] > 0).sum())
+    facts = [f"true label {label}", f"predicted {predicted(record)}", f"T = {steps} time steps", f"{hidden} hidden neurons",
+             f"traced: layer-1 neuron {neuron}", f"(output > 0 at {fired} of {steps} steps)"]  # fmt: skip
+    notes.text(0, 0.5, "\n".join(facts), va="center", fontsize=9)
+    _trace(fig.add_subplot(grid[2, 0:2]), record["layer1_v"][:, neuron], record["layer1_o"][:, neuron], threshold,
+           f"layer 1, neuron {neuron}: the one with the most steps with output > 0 ({fired} of {steps})")  # fmt: skip
+    _trace(fig.add_subplot(grid[2, 2]), record["layer2_v"][:, label], record["layer2_o"][:, label], threshold,
+           f"layer 2, output neuron {label} (the true label)")  # fmt: skip
+    fig.suptitle(f"{record['model']}, seed {record['seed']}: test index {record['index']}, true label {label}, "
+                 f"predicted {predicted(record)}", fontsize=12)  # fmt: skip
+    return fig
+
+
+def _heatmap(fig: plt.Figure, ax: plt.Axes, values: np.ndarray, title: str, diverging: bool) -> None:
+    """Neurons down, time steps across (values is (T, n)); v on a diverging map centred at 0, o on a sequential one."""
+    steps, n = values.shape
+    top = float(np.abs(values).max()) or 1.0  # all zero: any scale shows it
+    norm = Normalize(-top, top) if diverging else Normalize(0, max(float(values.max()), 1e-12))
+    shown = ax.imshow(values.T, aspect="auto", interpolation="nearest", cmap="RdBu_r" if diverging else "viridis",
+                      norm=norm, extent=(0.5, steps + 0.5, n - 0.5, -0.5))  # fmt: skip
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+    ax.set(xlabel="time step", ylabel="neuron", title=title)
+    ax.title.set_fontsize(10)
+    if n <= 20:
+        ax.set_yticks(range(n))
+
+
+def _trace(ax: plt.Axes, v: np.ndarray, o: np.ndarray, threshold: float, title: str) -> None:
+    t = np.arange(1, len(v) + 1)
+    ax.plot(t, v, label="inner state v", linewidth=1.2)
+    ax.plot(t, o, label="output o", linewidth=1.2)
+    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    ax.set(xlabel="time step", title=title)
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+
+
+def section(records: list[dict], dataset: str, runs: list[dict], out_dir: Path) -> list[str]:
+    """The "Neuron activity" Markdown of one dataset and its PNGs; nothing when no SNN-like model left an activity file."""
+    chosen = pick(records, dataset)
+    if not chosen:
+        return []
+    configs = model_info(runs, chosen)
+    lines = [
+        "### Neuron activity", "",
+        "One test digit through each SNN-like model after training (the lowest seed with an activity file). Heatmaps: "
+        "each neuron's inner state v (blue below 0, red above) and graded output o at every time step, for layer 1 "
+        "(hidden) and layer 2 (output). Traces: the layer-1 neuron with the most steps with output > 0 (the lowest "
+        "index on a tie), with the firing threshold dashed, and layer 2's neuron of the true label.", "",
+    ]  # fmt: skip
+    for model, record in chosen.items():
+        threshold = float(configs[model]["config"].get("threshold", THRESHOLD))
+        file = f"{slug(dataset)}-neurons-{slug(model)}.png"
+        fig = figure(record, threshold)
+        fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
+        plt.close(fig)
+        caption = (f"Neuron activity of {model} (seed {record['seed']}, {record['device']}, run {record['run_id']}) on "
+                   f"test index {record['index']}: true label {record['label']}, predicted {predicted(record)}")  # fmt: skip
+        lines.append(f"**{caption}**\n\n![{caption}]({file})\n")
+    return lines

@@ -1,0 +1,163 @@
+"""The STDP-like gradient window: how the gradient that reaches layer 1's input current falls with the time dt before a
+spike, from each run's ``window.csv``. Fitted per training, tabulated, drawn, and put in words that follow the numbers.
+
+The seed text predicts relative = d**dt (d: the leak's decay). The fit: least squares of ln(relative) on dt over
+dt = 1..20 where relative > 0, intercept free; fitted decay per step = exp(slope).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from scipy import stats as st
+
+from report.load import model_info
+from report.markdown import table
+from report.plots import DPI, slug, t_interval
+from report.stats import mean_ci
+
+MAX_DT = 20
+TOLERANCE = 0.01  # a fitted decay this close to d reads as "the leak's exponential"
+GOOD_FIT = 0.95  # R^2 from here: ln(relative) is close to a straight line in dt
+KEY = ["device", "model", "run_id", "seed"]  # one training
+
+
+def fits(windows: pd.DataFrame) -> pd.DataFrame:
+    """One row per training: reset, decay d, fitted decay per step, R^2 of the fit and pairs at dt = 0.
+
+    The fitted decay is NaN where fewer than two dt in 1..20 have relative > 0 (nothing to fit).
+    """
+    rows = []
+    for (device, model, run_id, seed), g in windows.groupby(KEY, sort=False):
+        points = g[(g["dt"] >= 1) & (g["dt"] <= MAX_DT) & (g["relative"] > 0)]
+        fitted = r2 = math.nan
+        if points["dt"].nunique() >= 2:
+            fit = st.linregress(points["dt"], np.log(points["relative"]))
+            fitted, r2 = math.exp(fit.slope), fit.rvalue**2
+        rows.append({
+            "device": device, "model": model, "run_id": run_id, "seed": seed, "reset": g["reset"].iloc[0],
+            "decay": float(g["decay"].iloc[0]), "fitted_decay": fitted, "r2": r2,
+            "pairs_dt0": g.loc[g["dt"] == 0, "pairs"].sum(),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def summary(windows: pd.DataFrame) -> pd.DataFrame:
+    """Per device x model: seeds, reset, d, fitted decay per step (mean, 95% CI over seeds), mean R^2, mean pairs."""
+    rows = []
+    for (device, model), g in fits(windows).groupby(["device", "model"], sort=False):
+        fitted = g["fitted_decay"].dropna()
+        mean, low, high = mean_ci(fitted) if len(fitted) else (math.nan,) * 3
+        rows.append({
+            "device": device, "model": model, "seeds": len(g), "fitted_seeds": len(fitted), "reset": g["reset"].iloc[0],
+            "decay": g["decay"].iloc[0], "fitted_decay": mean, "ci_low": low, "ci_high": high, "r2": g["r2"].mean(),
+            "pairs_dt0": g["pairs_dt0"].mean(),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def verdict(r: dict) -> str:
+    """What one device x model's fit supports, in words generated from its numbers."""
+    head = f"- {r['model']} on {r['device']} (reset {r['reset']}, d = {r['decay']:g}): "
+    if math.isnan(r["fitted_decay"]):
+        return head + "too few dt with a non-zero gradient to fit a decay."
+    f, d = r["fitted_decay"], r["decay"]
+    text = head + f"the fitted decay per step {f:.3f}"
+    text += f" is within {TOLERANCE} of d = {d:g}" if abs(f - d) <= TOLERANCE else f" differs from d = {d:g} by {f - d:+.3f}"
+    if not math.isnan(r["ci_low"]):
+        inside = r["ci_low"] <= d <= r["ci_high"]
+        text += (f" (95% CI {r['ci_low']:.3f} to {r['ci_high']:.3f} over {r['fitted_seeds']} seeds, which "
+                 f"{'includes' if inside else 'excludes'} d)")  # fmt: skip
+    straight = r["r2"] >= GOOD_FIT
+    shape = "close to a straight line in dt" if straight else "not a straight line in dt, so one decay rate does not describe it"
+    text += f"; R² {r['r2']:.3f}: ln(relative) is {shape}"
+    if straight and abs(f - d) <= TOLERANCE:
+        return text + f". The window falls as {d:g}**dt, the leak's exponential, as the seed text predicts."
+    return text + ". The leak's exponential alone does not describe this window."
+
+
+def mechanism(windows: pd.DataFrame, runs: list[dict]) -> str:
+    """The fixed explanation of what the window is and is not; the proportional reset's factor from the configs."""
+    proportional = sorted(set(windows.loc[windows["reset"] == "proportional", "model"]))
+    configs = [c["config"] for c in model_info(runs, proportional).values()]
+    factors = sorted({1 - c.get("penalty", 1.5) / c.get("threshold", 1.0) for c in configs}) or [1 - 1.5 / 1.0]
+    factor = " or ".join(f"{x:g}" for x in factors)
+    return (
+        'With reset "subtract" the backward pass through a neuron that fired is cut (dv/dh = 0), so between spikes the '
+        "gradient that reaches the input current dt steps earlier is exactly d**dt times the gradient at the spike: the "
+        "window is the leak's exponential, a causal (pre-before-post) eligibility trace, as the seed text argues. With "
+        f'reset "proportional" the path through a spike is multiplied by (1 - p/θ) = {factor} instead of 0, so earlier '
+        "spikes let gradient of alternating sign through. The window does not show an anti-causal (post-before-pre) "
+        "depression lobe as in biological STDP (a current after a spike cannot change that spike, so backpropagation "
+        "gives it no gradient through it), nor a local learning rule: it is the credit assignment of backpropagation "
+        "through time, and the weight gradients also scale with the analog input, which this window leaves out."
+    )
+
+
+def figure(windows: pd.DataFrame, dataset: str) -> plt.Figure:
+    """relative against dt per model (mean and 95% band over seeds, log y), and d**dt dashed for each distinct d."""
+    data = windows[windows["dt"] <= MAX_DT]
+    positive = data.loc[data["relative"] > 0, "relative"]
+    floor = 0.5 * positive.min() if len(positive) else 1e-6  # a band below 0 cannot be drawn on a log axis
+    several = data["device"].nunique() > 1
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    sns.lineplot(data=data, x="dt", y="relative", hue="model", style="device" if several else None,
+                 errorbar=t_interval(floor), marker="o", ax=ax)  # fmt: skip
+    dts = np.arange(0, MAX_DT + 1)
+    for decay, dashes in zip(sorted(set(data["decay"])), ["--", ":", "-.", (0, (5, 1, 1, 1))] * 4):
+        ax.plot(dts, decay**dts, color="black", linestyle=dashes, linewidth=1.2, label=f"prediction {decay:g}**dt")
+    ax.set_yscale("log")
+    ax.set_xticks(range(0, MAX_DT + 1, 5))
+    ax.set(xlabel="dt (steps before the layer-1 spike)", ylabel="mean |dL/dI| relative to dt = 0 (log scale)",
+           title=f"{dataset}: gradient reaching layer 1's input current dt steps before a spike (mean and 95% CI)")  # fmt: skip
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path) -> list[str]:
+    """The Markdown of one dataset's gradient window, and its PNG; nothing when no run wrote a window.csv."""
+    windows = windows[windows["dataset"] == dataset] if len(windows) else windows
+    if windows.empty:
+        return []
+    file = f"{slug(dataset)}-gradient-window.png"
+    fig = figure(windows, dataset)
+    fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    caption = "STDP-like window: gradient against time before a spike"
+    rows = summary(windows).to_dict("records")
+    return [
+        "### STDP-like gradient window", "",
+        "After each training's final epoch: the mean |dL/dI| of layer 1's input current I = W x + b at dt steps before "
+        "a layer-1 neuron fired, over the neuron-steps that fired, relative to dt = 0. The seed text predicts relative "
+        f"= d**dt. Fit per training: ln(relative) against dt over dt = 1..{MAX_DT} where relative > 0 (least squares, "
+        "intercept free), fitted decay per step = exp(slope); mean and 95% CI over seeds.", "",
+        table([{
+            "device": r["device"], "model": r["model"], "reset": r["reset"], "decay d": f"{r['decay']:g}",
+            "seeds": str(r["seeds"]), "fitted decay per step": _pm(r), "R²": _num(r["r2"], ".3f"),
+            "pairs at dt=0": _num(r["pairs_dt0"], ",.0f"),
+        } for r in rows]), "",
+        "**What the measurement supports.**", "",
+        *[verdict(r) for r in rows], "",
+        "**What it is, and what it does not show.** " + mechanism(windows, runs), "",
+        f"**{caption}**\n\n![{caption}]({file})\n",
+    ]  # fmt: skip
+
+
+def _pm(r: dict) -> str:
+    if math.isnan(r["fitted_decay"]):
+        return "-"
+    if math.isnan(r["ci_low"]):
+        return f"{r['fitted_decay']:.3f} (one seed)"
+    return f"{r['fitted_decay']:.3f} ± {r['ci_high'] - r['fitted_decay']:.3f}"
+
+
+def _num(value: float, spec: str) -> str:
+    return "-" if math.isnan(value) else format(value, spec)
