@@ -31,6 +31,7 @@ METRICS = [
 OPTIONAL_NUMERIC = ["eval_seconds", "test_samples", *METRICS]  # coerced when present, never required
 WINDOW_REQUIRED = ["model", "device", "seed", "reset", "decay", "dt", "relative", "pairs"]
 WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
+WINDOW_OPTIONAL = ["mean_abs_grad", "isolated_mean_abs_grad", "isolated_relative", "isolated_pairs"]  # numeric when present
 ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "image": 2, "logits": 1, "label": 0, "index": 0}
 
 
@@ -170,7 +171,7 @@ def read_window(path: Path, defaults: dict) -> pd.DataFrame | None:
         return None
     for column, value in defaults.items():
         frame[column] = frame[column].fillna(value) if column in frame.columns else value
-    for column in WINDOW_NUMERIC:
+    for column in WINDOW_NUMERIC + [c for c in WINDOW_OPTIONAL if c in frame.columns]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     broken = frame[WINDOW_NUMERIC + ["model", "device", "reset"]].isna().any(axis=1)
     if len(frame) and _cut_off(path):
@@ -179,6 +180,8 @@ def read_window(path: Path, defaults: dict) -> pd.DataFrame | None:
         warn(f"{path}: skipped {len(bad) + int(broken.sum())} unparsable row(s)")
     frame = frame[~broken].copy()
     frame[["seed", "dt"]] = frame[["seed", "dt"]].astype(int)
+    # a training analysed twice (a resume after a crash between its rows and run.json): its last rows count
+    frame = frame.drop_duplicates(["run_id", "model", "device", "seed", "dt"], keep="last")
     return frame if len(frame) else None
 
 

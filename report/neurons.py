@@ -1,7 +1,7 @@
 """Neuron activity pictures: one test digit through a trained SNN, from the run's ``activity/*.npz``.
 
 Per SNN-like model, one PNG: heatmaps (neuron x time step) of the inner state v and the output o of both layers, the
-input digit, the trace of the layer-1 neuron that fired at the most steps, and layer 2's neuron of the true label.
+input digit, the trace of one moderately active layer-1 neuron, and layer 2's neuron of the true label.
 """
 
 from __future__ import annotations
@@ -32,9 +32,13 @@ def pick(records: list[dict], dataset: str) -> dict[str, dict]:
     return chosen
 
 
-def busiest(o1: np.ndarray) -> int:
-    """The layer-1 neuron with the most time steps with o > 0; the lowest index on a tie (argmax takes the first)."""
-    return int(np.argmax((o1 > 0).sum(axis=0)))
+def traced(o1: np.ndarray) -> int:
+    """The layer-1 neuron to trace: of those that fire at all, the one whose count of steps with o > 0 is closest to a
+    quarter of the steps (the lowest index on a tie; neuron 0 when none fires). It shows integration, firing and reset:
+    after training the busiest neurons fire at every step and their v sits at the reset value."""
+    fired = (o1 > 0).sum(axis=0)
+    distance = np.where(fired > 0, np.abs(fired - o1.shape[0] / 4), np.inf)
+    return int(np.argmin(distance)) if np.isfinite(distance).any() else 0
 
 
 def predicted(record: dict) -> int:
@@ -43,7 +47,7 @@ def predicted(record: dict) -> int:
 
 def figure(record: dict, threshold: float = THRESHOLD) -> plt.Figure:
     steps, hidden = record["layer1_v"].shape
-    neuron, label = busiest(record["layer1_o"]), int(record["label"])
+    neuron, label = traced(record["layer1_o"]), int(record["label"])
     fig = plt.figure(figsize=(13, 10.5))
     grid = fig.add_gridspec(3, 3, width_ratios=[0.6, 1, 1], height_ratios=[1.4, 0.8, 1], hspace=0.45, wspace=0.3)
     image = fig.add_subplot(grid[0, 0])
@@ -60,7 +64,7 @@ def figure(record: dict, threshold: float = THRESHOLD) -> plt.Figure:
              f"traced: layer-1 neuron {neuron}", f"(output > 0 at {fired} of {steps} steps)"]  # fmt: skip
     notes.text(0, 0.5, "\n".join(facts), va="center", fontsize=9)
     _trace(fig.add_subplot(grid[2, 0:2]), record["layer1_v"][:, neuron], record["layer1_o"][:, neuron], threshold,
-           f"layer 1, neuron {neuron}: the one with the most steps with output > 0 ({fired} of {steps})")  # fmt: skip
+           f"layer 1, neuron {neuron}: output > 0 at {fired} of {steps} steps")  # fmt: skip
     _trace(fig.add_subplot(grid[2, 2]), record["layer2_v"][:, label], record["layer2_o"][:, label], threshold,
            f"layer 2, output neuron {label} (the true label)")  # fmt: skip
     fig.suptitle(f"{record['model']}, seed {record['seed']}: test index {record['index']}, true label {label}, "
@@ -103,8 +107,9 @@ def section(records: list[dict], dataset: str, runs: list[dict], out_dir: Path) 
         "### Neuron activity", "",
         "One test digit through each SNN-like model after training (the lowest seed with an activity file). Heatmaps: "
         "each neuron's inner state v (blue below 0, red above) and graded output o at every time step, for layer 1 "
-        "(hidden) and layer 2 (output). Traces: the layer-1 neuron with the most steps with output > 0 (the lowest "
-        "index on a tie), with the firing threshold dashed, and layer 2's neuron of the true label.", "",
+        "(hidden) and layer 2 (output). Traces: of the layer-1 neurons that fire, the one whose count of steps with "
+        "output > 0 is closest to a quarter of the steps (it integrates, fires and resets; the busiest fire at every "
+        "step), with the firing threshold dashed, and layer 2's neuron of the true label.", "",
     ]  # fmt: skip
     for model, record in chosen.items():
         threshold = float(configs[model]["config"].get("threshold", THRESHOLD))

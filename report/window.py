@@ -3,6 +3,10 @@ spike, from each run's ``window.csv``. Fitted per training, tabulated, drawn, an
 
 The seed text predicts relative = d**dt (d: the leak's decay). The fit: least squares of ln(relative) on dt over
 dt = 1..20 where relative > 0, intercept free; fitted decay per step = exp(slope).
+
+Two selections of (spike, earlier input) pairs, when window.csv has both: *all* the neuron-steps that fired, as the
+issue defines the window, and the pairs where the neuron did not fire again in between (``isolated_*`` columns), whose
+gradient can only have come back through that one spike.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ MAX_DT = 20
 TOLERANCE = 0.01  # a fitted decay this close to d reads as "the leak's exponential"
 GOOD_FIT = 0.95  # R^2 from here: ln(relative) is close to a straight line in dt
 KEY = ["device", "model", "run_id", "seed"]  # one training
+ALL, ISOLATED = "all spikes", "no spike between"
+SELECTIONS = {ALL: ("relative", "pairs"), ISOLATED: ("isolated_relative", "isolated_pairs")}
+
+
+def long_form(windows: pd.DataFrame) -> pd.DataFrame:
+    """One row per training x dt x selection (``selection``: ALL, and ISOLATED where the file has its columns)."""
+    base = [c for c in windows.columns if c not in ("relative", "pairs", "mean_abs_grad") and not c.startswith("isolated_")]
+    parts = [
+        windows[base].assign(relative=windows[relative], pairs=windows.get(pairs, math.nan), selection=name)
+        for name, (relative, pairs) in SELECTIONS.items()
+        if relative in windows.columns and windows[relative].notna().any()
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 def fits(windows: pd.DataFrame) -> pd.DataFrame:
@@ -33,14 +50,14 @@ def fits(windows: pd.DataFrame) -> pd.DataFrame:
     The fitted decay is NaN where fewer than two dt in 1..20 have relative > 0 (nothing to fit).
     """
     rows = []
-    for (device, model, run_id, seed), g in windows.groupby(KEY, sort=False):
+    for (device, model, run_id, seed, selection), g in long_form(windows).groupby(KEY + ["selection"], sort=False):
         points = g[(g["dt"] >= 1) & (g["dt"] <= MAX_DT) & (g["relative"] > 0)]
         fitted = r2 = math.nan
         if points["dt"].nunique() >= 2:
             fit = st.linregress(points["dt"], np.log(points["relative"]))
             fitted, r2 = math.exp(fit.slope), fit.rvalue**2
         rows.append({
-            "device": device, "model": model, "run_id": run_id, "seed": seed, "reset": g["reset"].iloc[0],
+            "device": device, "model": model, "run_id": run_id, "seed": seed, "selection": selection, "reset": g["reset"].iloc[0],
             "decay": float(g["decay"].iloc[0]), "fitted_decay": fitted, "r2": r2,
             "pairs_dt0": g.loc[g["dt"] == 0, "pairs"].sum(),
         })  # fmt: skip
@@ -48,13 +65,19 @@ def fits(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(windows: pd.DataFrame) -> pd.DataFrame:
-    """Per device x model: seeds, reset, d, fitted decay per step (mean, 95% CI over seeds), mean R^2, mean pairs."""
+    """Per device x model x selection: seeds, reset, d, fitted decay per step (mean, 95% CI over seeds), mean R^2,
+    mean pairs at dt = 0."""
     rows = []
-    for (device, model), g in fits(windows).groupby(["device", "model"], sort=False):
+    fitted_rows = fits(windows)
+    order = {m: i for i, m in enumerate(dict.fromkeys(fitted_rows["model"]))}  # each model's selections side by side
+    fitted_rows = fitted_rows.sort_values(["device", "model"], key=lambda c: c.map(order) if c.name == "model" else c,
+                                          kind="stable")  # fmt: skip
+    for (device, model, selection), g in fitted_rows.groupby(["device", "model", "selection"], sort=False):
         fitted = g["fitted_decay"].dropna()
         mean, low, high = mean_ci(fitted) if len(fitted) else (math.nan,) * 3
         rows.append({
-            "device": device, "model": model, "seeds": len(g), "fitted_seeds": len(fitted), "reset": g["reset"].iloc[0],
+            "device": device, "model": model, "selection": selection, "seeds": len(g), "fitted_seeds": len(fitted),
+            "reset": g["reset"].iloc[0],
             "decay": g["decay"].iloc[0], "fitted_decay": mean, "ci_low": low, "ci_high": high, "r2": g["r2"].mean(),
             "pairs_dt0": g["pairs_dt0"].mean(),
         })  # fmt: skip
@@ -63,7 +86,7 @@ def summary(windows: pd.DataFrame) -> pd.DataFrame:
 
 def verdict(r: dict) -> str:
     """What one device x model's fit supports, in words generated from its numbers."""
-    head = f"- {r['model']} on {r['device']} (reset {r['reset']}, d = {r['decay']:g}): "
+    head = f"- {r['model']} on {r['device']}, {r['selection']} (reset {r['reset']}, d = {r['decay']:g}): "
     if math.isnan(r["fitted_decay"]):
         return head + "too few dt with a non-zero gradient to fit a decay."
     f, d = r["fitted_decay"], r["decay"]
@@ -100,16 +123,18 @@ def mechanism(windows: pd.DataFrame, runs: list[dict]) -> str:
 
 
 def figure(windows: pd.DataFrame, dataset: str) -> plt.Figure:
-    """relative against dt per model (mean and 95% band over seeds, log y), and d**dt dashed for each distinct d."""
-    data = windows[windows["dt"] <= MAX_DT]
+    """relative against dt per model and selection (mean and 95% band over seeds, log y), and d**dt dashed for each d."""
+    data = long_form(windows[windows["dt"] <= MAX_DT])
+    if data["device"].nunique() > 1:
+        data = data.assign(model=data["model"] + " (" + data["device"] + ")")
     positive = data.loc[data["relative"] > 0, "relative"]
     floor = 0.5 * positive.min() if len(positive) else 1e-6  # a band below 0 cannot be drawn on a log axis
-    several = data["device"].nunique() > 1
+    several = data["selection"].nunique() > 1
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    sns.lineplot(data=data, x="dt", y="relative", hue="model", style="device" if several else None,
-                 errorbar=t_interval(floor), marker="o", ax=ax)  # fmt: skip
+    sns.lineplot(data=data, x="dt", y="relative", hue="model", style="selection" if several else None,
+                 style_order=list(SELECTIONS) if several else None, errorbar=t_interval(floor), marker="o", ax=ax)  # fmt: skip
     dts = np.arange(0, MAX_DT + 1)
-    for decay, dashes in zip(sorted(set(data["decay"])), ["--", ":", "-.", (0, (5, 1, 1, 1))] * 4):
+    for decay, dashes in zip(sorted(set(data["decay"])), [":", "-.", (0, (5, 1, 1, 1))] * 4):
         ax.plot(dts, decay**dts, color="black", linestyle=dashes, linewidth=1.2, label=f"prediction {decay:g}**dt")
     ax.set_yscale("log")
     ax.set_xticks(range(0, MAX_DT + 1, 5))
@@ -120,6 +145,46 @@ def figure(windows: pd.DataFrame, dataset: str) -> plt.Figure:
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def contrast(windows: pd.DataFrame, rows: list[dict]) -> list[str]:
+    """Where both selections were measured: why the window over all spikes and over lone spikes differ, in numbers."""
+    lines = []
+    by = {(r["device"], r["model"], r["selection"]): r for r in rows}
+    data = long_form(windows)
+    for (device, model, selection), r in by.items():
+        other = by.get((device, model, ISOLATED))
+        if selection != ALL or other is None:
+            continue
+        curve = data[(data["device"] == device) & (data["model"] == model) & (data["selection"] == ALL)]
+        curve = curve.groupby("dt")["relative"].mean()
+        lowest = int(curve.idxmin())
+        lines.append(
+            f"- {model} on {device}: over all spikes the window falls to {curve.min():.2f} by dt = {lowest} and stays near "
+            f"it (to {curve.iloc[-1]:.2f} at dt = {int(curve.index[-1])}; fitted {_fmt(r['fitted_decay'])}); over the pairs "
+            f"with no spike between it falls to {_isolated_at(data, device, model, int(curve.index[-1])):.2f} "
+            f"(fitted {_fmt(other['fitted_decay'])}, d = {r['decay']:g})."
+        )
+    if not lines:
+        return []
+    return [
+        "**Why the two selections differ.** With reset \"subtract\" the gradient at the input current of step s is "
+        "d**k times the gradient at the neuron's first spike k steps after s, and no other spike's. A neuron that fires "
+        "often fires again within a few steps, so an input dt steps before one of its spikes usually lies just before a "
+        "nearer spike of the same neuron and gets that spike's gradient: over all spikes the window is only as long as "
+        "the gap between a neuron's spikes, and flat beyond it. The pairs with no spike between keep only the gradients "
+        "that came back through the one spike, which fall as d**dt.", "",
+        *lines, "",
+    ]  # fmt: skip
+
+
+def _isolated_at(data: pd.DataFrame, device: str, model: str, dt: int) -> float:
+    g = data[(data["device"] == device) & (data["model"] == model) & (data["selection"] == ISOLATED) & (data["dt"] == dt)]
+    return float(g["relative"].mean()) if len(g) else math.nan
+
+
+def _fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
 
 
 def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path) -> list[str]:
@@ -136,16 +201,19 @@ def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path
     return [
         "### STDP-like gradient window", "",
         "After each training's final epoch: the mean |dL/dI| of layer 1's input current I = W x + b at dt steps before "
-        "a layer-1 neuron fired, over the neuron-steps that fired, relative to dt = 0. The seed text predicts relative "
+        "a layer-1 neuron fired, over the neuron-steps that fired (*all spikes*) and over those where the neuron did not "
+        "fire again between the input and the spike (*no spike between*), relative to dt = 0. The seed text predicts relative "
         f"= d**dt. Fit per training: ln(relative) against dt over dt = 1..{MAX_DT} where relative > 0 (least squares, "
         "intercept free), fitted decay per step = exp(slope); mean and 95% CI over seeds.", "",
         table([{
-            "device": r["device"], "model": r["model"], "reset": r["reset"], "decay d": f"{r['decay']:g}",
+            "device": r["device"], "model": r["model"], "pairs": r["selection"], "reset": r["reset"],
+            "decay d": f"{r['decay']:g}",
             "seeds": str(r["seeds"]), "fitted decay per step": _pm(r), "R²": _num(r["r2"], ".3f"),
             "pairs at dt=0": _num(r["pairs_dt0"], ",.0f"),
         } for r in rows]), "",
         "**What the measurement supports.**", "",
         *[verdict(r) for r in rows], "",
+        *contrast(windows, rows),
         "**What it is, and what it does not show.** " + mechanism(windows, runs), "",
         f"**{caption}**\n\n![{caption}]({file})\n",
     ]  # fmt: skip

@@ -9,19 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.results import COLUMNS
+from bench.analysis import WINDOW_COLUMNS
+from bench.metrics import COLUMNS as METRICS
+from bench.results import COLUMNS as HEADER
 from report import activity, neurons, sweep, window
 from report.__main__ import build_report, main
 from report.load import load
 
-# the new columns in the order of the pinned format, appended after bench.results.COLUMNS
-METRICS = [
-    "metrics_seconds", "layer1_firing_rate", "layer1_silent_share", "layer1_mean_when_firing", "layer1_sparsity",
-    "layer2_firing_rate", "layer2_silent_share", "layer2_mean_when_firing", "layer2_sparsity", "activation_sparsity",
-    "dense_ops", "effective_macs", "effective_acs",
-]  # fmt: skip
-HEADER = COLUMNS + [c for c in METRICS if c not in COLUMNS]
-WINDOW = ["run_id", "dataset", "model", "device", "seed", "epoch", "reset", "decay", "dt", "mean_abs_grad", "relative", "pairs"]
+COLUMNS = [c for c in HEADER if c not in METRICS]  # what bench.run wrote before the metric columns
+WINDOW = WINDOW_COLUMNS  # isolated_* left empty unless a test gives them
 SNN = {"hidden": 100, "time_steps": 128, "decay": 0.9, "threshold": 1.0, "penalty": 1.5, "reset": "subtract"}
 
 # final-epoch metrics per seed (two seeds); epoch 1 has other values, so a mean over epochs would show
@@ -184,12 +180,31 @@ def test_window_fit_recovers_a_known_decay_and_says_so(tmp_path):
     assert table.loc["snn:reset=proportional", "fitted_decay"] == pytest.approx(0.70)
     text = build_report([run], tmp_path / "out").read_text()
     assert "### STDP-like gradient window" in text
-    assert row(text, "cpu", "snn", "subtract") == ["cpu", "snn", "subtract", "0.85", "2", "0.850 ± 0.000", "1.000", "1,000"]
+    assert row(text, "cpu", "snn", "all spikes") == ["cpu", "snn", "all spikes", "subtract", "0.85", "2", "0.850 ± 0.000",
+                                                     "1.000", "1,000"]  # fmt: skip
+    with pytest.raises(AssertionError, match="no table row"):  # this window.csv has no isolated_* values
+        row(text, "cpu", "snn", "no spike between")
     assert "the fitted decay per step 0.850 is within 0.01 of d = 0.85" in text
     assert "The window falls as 0.85**dt, the leak's exponential" in text
     assert "0.700 differs from d = 0.9 by -0.200 (95% CI 0.573 to 0.827 over 2 seeds, which excludes d)" in text
     assert "(1 - p/θ) = -0.5 instead of 0" in text and "anti-causal (post-before-pre)" in text
     assert png_ok(tmp_path / "out" / "mnist-mini-gradient-window.png")
+
+
+def test_window_over_all_spikes_and_over_lone_spikes(tmp_path):
+    """All spikes: 0.9**dt until it meets a plateau of 0.8 at dt = 3 (other spikes nearer); lone spikes: 0.9**dt."""
+    windows = [dict(r, relative=max(r["relative"], 0.8), isolated_relative=r["relative"], isolated_pairs=r["pairs"] // 2)
+               for r in window_rows("snn", [0.9, 0.9], decay=0.9)]  # fmt: skip
+    run = write_run(tmp_path / "r", epoch_rows("snn", SNN_FINAL, 1, 1, 0.1), windows=windows)
+    table = window.summary(load([run]).windows).set_index("selection")
+    assert table.loc["no spike between", "fitted_decay"] == pytest.approx(0.9)
+    assert table.loc["all spikes", "fitted_decay"] > 0.97 and table.loc["all spikes", "r2"] < 0.95
+    text = build_report([run], tmp_path / "out").read_text()
+    assert row(text, "cpu", "snn", "no spike between")[6:] == ["0.900 ± 0.000", "1.000", "500"]
+    assert ("snn on cpu: over all spikes the window falls to 0.80 by dt = 3 and stays near it (to 0.80 at dt = 20; "
+            "fitted 0.998)") in text  # fmt: skip
+    assert "over the pairs with no spike between it falls to 0.12 (fitted 0.900, d = 0.9)" in text
+    assert "**Why the two selections differ.**" in text
 
 
 def row(text: str, *first: str) -> list[str]:
@@ -230,7 +245,7 @@ def test_sweep_without_run_json_reads_T_from_the_label(tmp_path):
 
 
 def activity_arrays(seed=0, steps=12, hidden=6, label=2):
-    """One digit: hidden neurons 3 and 4 fire at 5 steps (the most; 3 is the lower index), output neuron 2 at 4."""
+    """One digit: hidden neurons 3 and 4 fire at 5 steps, neuron 0 at 2 (the closest to 12 / 4 = 3), output neuron 2 at 4."""
     o1 = np.zeros((steps, hidden), np.float32)
     o1[:5, 3] = o1[2:7, 4] = 0.4
     o1[:2, 0] = 0.1
@@ -248,7 +263,7 @@ def test_neuron_heatmaps_png_for_the_lowest_seed(tmp_path):
     run = write_run(tmp_path / "r", epoch_rows("snn", SNN_FINAL, 1, 1, 0.1) + epoch_rows("ffn", FFN_FINAL, 0.1, 0.1, 0), npz=npz)
     results = load([run])
     (record,) = neurons.pick(results.activity, "mnist-mini").values()
-    assert record["seed"] == 0 and neurons.busiest(record["layer1_o"]) == 3 and neurons.predicted(record) == 1
+    assert record["seed"] == 0 and neurons.traced(record["layer1_o"]) == 0 and neurons.predicted(record) == 1
     text = build_report([run], tmp_path / "out").read_text()
     assert "### Neuron activity" in text
     assert "Neuron activity of snn (seed 0, cpu, run run-a) on test index 7: true label 2, predicted 1" in text
