@@ -71,7 +71,7 @@ class Counter:
             sums["zeros"] = sums["zeros"] + (out.numel() - torch.count_nonzero(out))
             sums["total"] += out.numel()
             sums["active_sum"] = sums["active_sum"] + out.clamp_min(0).sum().double()  # the outputs above zero
-            ever = out.flatten(0, 1).amax(0) > 0 if out.numel() else torch.zeros(out.shape[-1], dtype=torch.bool)
+            ever = out.flatten(0, 1).amax(0) > 0 if out.numel() else out.new_zeros(out.shape[-1], dtype=torch.bool)
             sums["ever"] = ever if sums["ever"] is None else sums["ever"] | ever  # (n,): fired at least once
         for synapse in activity.synapses:  # inputs: (steps, B, n_in), weight: (n_out, n_in)
             effective = effective_ops(synapse.inputs, synapse.weight)

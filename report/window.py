@@ -173,7 +173,11 @@ def contrast(windows: pd.DataFrame, rows: list[dict]) -> list[str]:
         "often fires again within a few steps, so an input dt steps before one of its spikes usually lies just before a "
         "nearer spike of the same neuron and gets that spike's gradient: over all spikes the window is only as long as "
         "the gap between a neuron's spikes, and flat beyond it. The pairs with no spike between keep only the gradients "
-        "that came back through the one spike, which fall as d**dt.", "",
+        "that came back through the one spike: for each such pair the ratio to the gradient at the spike is d**dt exactly "
+        "(for either reset, as nothing fires in between). Their mean need not fall at exactly d per step: at each dt a "
+        "different set of spikes qualifies (those after dt silent steps, later in the sequence on average), and the "
+        "gradient at a spike depends on its step (a spike near the end reaches fewer of the layer-2 states that the logits "
+        "average).", "",
         *lines, "",
     ]  # fmt: skip
 
@@ -205,18 +209,22 @@ def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path
         "fire again between the input and the spike (*no spike between*), relative to dt = 0. The seed text predicts relative "
         f"= d**dt. Fit per training: ln(relative) against dt over dt = 1..{MAX_DT} where relative > 0 (least squares, "
         "intercept free), fitted decay per step = exp(slope); mean and 95% CI over seeds.", "",
-        table([{
-            "device": r["device"], "model": r["model"], "pairs": r["selection"], "reset": r["reset"],
-            "decay d": f"{r['decay']:g}",
-            "seeds": str(r["seeds"]), "fitted decay per step": _pm(r), "R²": _num(r["r2"], ".3f"),
-            "pairs at dt=0": _num(r["pairs_dt0"], ",.0f"),
-        } for r in rows]), "",
+        summary_table(rows), "",
         "**What the measurement supports.**", "",
         *[verdict(r) for r in rows], "",
         *contrast(windows, rows),
         "**What it is, and what it does not show.** " + mechanism(windows, runs), "",
         f"**{caption}**\n\n![{caption}]({file})\n",
     ]  # fmt: skip
+
+
+def summary_table(rows: list[dict]) -> str:
+    """The Markdown table of ``summary(...).to_dict("records")``."""
+    return table([{
+        "device": r["device"], "model": r["model"], "pairs": r["selection"], "reset": r["reset"],
+        "decay d": f"{r['decay']:g}", "seeds": str(r["seeds"]), "fitted decay per step": _pm(r),
+        "R²": _num(r["r2"], ".3f"), "pairs at dt=0": _num(r["pairs_dt0"], ",.0f"),
+    } for r in rows])  # fmt: skip
 
 
 def _pm(r: dict) -> str:
