@@ -100,6 +100,8 @@ def test_counts_add_up_over_batches_and_silence_is_over_the_whole_set():
 def test_spike_detection():
     assert is_spiking(torch.tensor([0.0, 1.0, -1.0, 1.0]))
     assert not is_spiking(torch.tensor([[0.0, 1.0], [0.5, 1.0]]))  # a graded value after the first step
+    assert not is_spiking(torch.tensor([[0.0, 1.0], [0.0, 0.25], [1.0, -1.0]]))  # ... in neither the first nor the last
+    assert not is_spiking(torch.tensor([float("nan"), 1.0]))
     assert is_spiking(torch.zeros(0, 3))
 
 
