@@ -36,6 +36,7 @@ COLUMNS = [
     "train_samples", "test_samples",
     *METRIC_COLUMNS,  # the test set's activity and synaptic operations (bench/metrics.py); empty where not counted
 ]  # fmt: skip
+OLD_COLUMNS = [c for c in COLUMNS if c not in METRIC_COLUMNS]  # what snnbench 0.1 wrote; such runs can still be resumed
 INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
 STR_COLUMNS = {"run_id", "dataset", "model", "device"}
 
@@ -114,8 +115,12 @@ class EpochWriter:
         self.path = Path(path)
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         self.keys = set() if fresh else {row_key(r) for r in read_epochs(self.path)}
+        self.columns = COLUMNS if fresh else csv_columns(self.path)
+        if self.columns not in (COLUMNS, OLD_COLUMNS):
+            raise ValueError(f"{self.path} has other columns than this version writes")
+        self.missing = [c for c in COLUMNS if c not in self.columns]  # an older run's file: these are not recorded
         self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
         if fresh:
             self._writer.writeheader()
             self._sync()
@@ -156,6 +161,13 @@ def append_rows(path: str | Path, columns: list[str], rows: list[dict[str, Any]]
         f.write(text.getvalue())
         f.flush()
         os.fsync(f.fileno())
+
+
+def csv_columns(path: str | Path) -> list[str] | None:
+    """The header of a CSV file, or None when it has no whole first line."""
+    with open(path, newline="", errors="replace") as f:
+        first = f.readline()
+    return next(csv.reader([first])) if first.endswith("\n") else None
 
 
 def _split_partial(text: str) -> tuple[str, str]:

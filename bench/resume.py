@@ -9,7 +9,6 @@ diverged, oom, interrupted) and epochs done.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.results import COLUMNS, command_line, environment, lock_run_dir, repair_csv, write_json
+from bench.results import COLUMNS, OLD_COLUMNS, command_line, csv_columns, environment, lock_run_dir, repair_csv, write_json
 
 # Only options that change no number in the results may be given with --resume; repeating
 # any other option with its recorded value is harmless, a different value is an error.
@@ -105,11 +104,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("args"), dict) or not isinstance(meta.get("trainings"), list):
         raise ResumeError(f"--resume {run_dir}: run.json has no recorded arguments or trainings; it cannot be resumed")
     csv_path = run_dir / "epochs.csv"
-    if csv_path.exists():
-        with open(csv_path, newline="", errors="replace") as f:
-            first = f.readline()
-        if first.endswith("\n") and next(csv.reader([first])) != COLUMNS:  # a cut-off header is repaired later
-            raise ResumeError(f"--resume {run_dir}: epochs.csv has other columns than this version writes")
+    columns = csv_columns(csv_path) if csv_path.exists() else None  # None: no file, or a cut-off header (repaired later)
+    if columns is not None and columns not in (COLUMNS, OLD_COLUMNS):
+        raise ResumeError(f"--resume {run_dir}: epochs.csv has other columns than this version writes")
     return meta
 
 

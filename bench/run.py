@@ -171,6 +171,9 @@ def _main(argv: list[str] | None = None) -> int:
     run = Run(run_dir, meta, checkpoints=Checkpoints(run_dir, args.keep_checkpoints), metrics=not args.no_metrics)
     try:
         with EpochWriter(run_dir / "epochs.csv") as run.writer:
+            if run.writer.missing and run.metrics:
+                print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
+                      "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
             for t in meta["trainings"]:
                 if t["status"] not in FINISHED:
                     _train_one(run, t, specs[t["model"]], loaded[t["device"]], schedule)

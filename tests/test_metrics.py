@@ -112,3 +112,15 @@ def test_timed_counter_gives_every_column_and_its_seconds():
     v = counter.values()
     assert list(v) == COLUMNS and v["metrics_seconds"] > 0
     assert v["dense_ops"] == 4 * 784 * 100 + 5 * 100 * 10
+
+
+def test_counts_on_cuda_equal_the_cpu_counts():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    torch.manual_seed(0)
+    model = models.build("snn:time_steps=16")
+    x, masks = torch.rand(32, 784) - 0.5, torch.rand(16, 32, 784)
+    cpu, cuda = Counter(), Counter()
+    cpu.add(model.activity(x, masks))
+    cuda.add(model.to("cuda").activity(x.cuda(), masks.cuda()))
+    assert cuda.values() == pytest.approx(cpu.values(), rel=1e-4, nan_ok=True)

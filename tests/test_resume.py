@@ -13,7 +13,7 @@ import torch
 import bench.loop
 import bench.run
 from bench import interrupt
-from bench.results import read_epochs
+from bench.results import OLD_COLUMNS, csv_columns, read_epochs
 from bench.run import main
 
 TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
@@ -83,6 +83,27 @@ def test_a_crash_between_checkpoint_and_row_and_a_partial_line_lose_nothing(tmp_
     assert "removed a partial last line (40 bytes" in capsys.readouterr().err
     assert numbers(run_dir) == numbers(only_run(tmp_path / "whole"))
     assert len(list((run_dir / "checkpoints").iterdir())) == 1  # --keep-checkpoints is recorded for the resume
+
+
+def test_a_run_started_before_the_metric_columns_resumes_in_its_own_format(tmp_path, capsys, monkeypatch):
+    argv = ["--models", "ffn", "--epochs", "3", *SMALL]
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    with monkeypatch.context() as m:
+        m.setattr(bench.run, "epochs", interrupt_after_epoch(1))
+        assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    run_dir = only_run(tmp_path / "cut")
+    # as snnbench 0.1 left it: the first 16 columns only, and no "no_metrics" among the recorded arguments
+    (row,) = read_epochs(run_dir / "epochs.csv")
+    (run_dir / "epochs.csv").write_text(",".join(OLD_COLUMNS) + "\n" + ",".join(str(row[c]) for c in OLD_COLUMNS) + "\n")
+    meta = json.loads((run_dir / "run.json").read_text())
+    del meta["args"]["no_metrics"]
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir)]) == 0
+    assert "started by an older snnbench without the activity and cost columns" in capsys.readouterr().err
+    assert csv_columns(run_dir / "epochs.csv") == OLD_COLUMNS
+    whole = [{k: v for k, v in r.items() if k in OLD_COLUMNS} for r in numbers(only_run(tmp_path / "whole"))]
+    assert numbers(run_dir) == whole
 
 
 def test_resuming_a_finished_run_changes_no_row(tmp_path, capsys):
