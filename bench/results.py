@@ -150,8 +150,12 @@ class EpochWriter:
 
 
 def append_rows(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Append ``rows`` to the CSV ``path`` in one write (a header first if the file is new) and fsync."""
+    """Append ``rows`` to the CSV ``path`` in one write (a header first if the file is new) and fsync.
+
+    A cut-off last line (a write torn by a crash) is removed first, so that the new rows start on a line of their own."""
     path = Path(path)
+    if path.exists():
+        repair_csv(path)
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=columns)
     if not path.exists() or path.stat().st_size == 0:
@@ -191,7 +195,7 @@ def read_epochs(path: str | Path) -> list[dict[str, Any]]:
         try:
             rows.append({k: _typed(k, v) for k, v in raw.items()})
         except (TypeError, ValueError):
-            raise ValueError(f"{path}, line {line_no}: not a complete row of {len(COLUMNS)} columns") from None
+            raise ValueError(f"{path}, line {line_no}: not a complete row of its {len(raw)} columns") from None
     return rows
 
 

@@ -249,7 +249,7 @@ def _train_one(run: Run, t: dict, spec: models.ModelSpec, data: datasets.Dataset
                 run.writer.write(row)
                 t["epochs_done"] = epoch
                 run.save()
-        if run.metrics and analysis.supports(model):
+        if run.metrics and analysis.supports(model) and not t.get("analysed"):
             _analyse(run, t, spec, model, data)
         t["status"] = "complete"
     except Diverged as exc:
@@ -279,9 +279,11 @@ def _analyse(run: Run, t: dict, spec: models.ModelSpec, model: torch.nn.Module, 
     config = {"reset": getattr(spec.config, "reset", ""), "decay": getattr(spec.config, "decay", "")}
     arrays = analysis.neuron_activity(model, data.test)
     rows = [{**labels, **config, **row} for row in analysis.window(model, data.test)]
-    with interrupt.critical():  # a whole file and all of a training's rows, or nothing
+    with interrupt.critical():  # a whole file, all of a training's rows and the record of both, or nothing
         analysis.save_activity(run.dir / "activity" / name, arrays, **labels)
         analysis.save_window(run.dir / "window.csv", rows)
+        t["analysed"] = True  # a resume (after a signal that came during the analysis) does not append the rows again
+        run.save()
 
 
 def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:

@@ -194,7 +194,8 @@ def overhead(data: pd.DataFrame) -> str:
     (device, model), worst = shares.idxmax(), shares.max()
     return (f"Metric counting overhead: counting the metrics took {counting:.3g} s in all, {_share(counting, evaluation)} "
             f"of the evaluation time and {_share(counting, training)} of the training time (largest: {model} on {device}, "
-            f"{worst:.1%} of its evaluation time); the inference times above exclude it.")  # fmt: skip
+            f"{worst:.1%} of its evaluation time). The inference times above exclude the counting, not what recording the "
+            f"activity may add to the forward pass; run with --no-metrics for plain inference times.")  # fmt: skip
 
 
 def _share(part: float, whole: float) -> str:

@@ -173,7 +173,8 @@ def read_window(path: Path, defaults: dict) -> pd.DataFrame | None:
         frame[column] = frame[column].fillna(value) if column in frame.columns else value
     for column in WINDOW_NUMERIC + [c for c in WINDOW_OPTIONAL if c in frame.columns]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    broken = frame[WINDOW_NUMERIC + ["model", "device", "reset"]].isna().any(axis=1)
+    # relative is NaN, legitimately, at a dt with no pair (short T, a layer that never fired): not a broken row
+    broken = frame[[c for c in WINDOW_NUMERIC if c != "relative"] + ["model", "device", "reset"]].isna().any(axis=1)
     if len(frame) and _cut_off(path):
         broken.iloc[-1] = True
     if bad or broken.any():

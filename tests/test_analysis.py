@@ -1,15 +1,18 @@
 """Neuron activity of one test digit and the STDP-like gradient window, after training."""
 
 import csv
+import os
+import signal
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
+import bench.analysis
 import models
 from bench import data
-from bench.analysis import MAX_DT, neuron_activity, window
+from bench.analysis import MAX_DT, neuron_activity, save_window, window
 from bench.run import main
 
 
@@ -97,3 +100,30 @@ def test_run_writes_metric_columns_activity_and_window(tmp_path):
     (run_dir,) = out2.iterdir()
     assert not (run_dir / "activity").exists() and not (run_dir / "window.csv").exists()
     assert all(r["dense_ops"] == "" for r in csv.DictReader(open(run_dir / "epochs.csv")))
+
+
+def test_window_rows_go_after_a_torn_last_line(tmp_path):
+    path = tmp_path / "window.csv"
+    save_window(path, [{"dt": 0, "relative": 1.0}])
+    with open(path, "a") as f:
+        f.write("run,mnist-mini,snn,cpu,0,3,subtr")  # a write torn by a crash
+    save_window(path, [{"dt": 1, "relative": 0.9}])
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["dt"], r["relative"]) for r in rows] == [("0", "1.0"), ("1", "0.9")]
+
+
+def test_a_signal_during_the_analysis_does_not_write_its_rows_twice(tmp_path, monkeypatch):
+    real = bench.analysis.save_window
+
+    def save_then_signal(path, rows):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives inside the critical section: held until it ends
+        real(path, rows)
+
+    monkeypatch.setattr(bench.analysis, "save_window", save_then_signal)
+    argv = ["--models", "snn:time_steps=6", "--device", "cpu", "--max-batches", "1", "--epochs", "1", "--batch-size", "100",
+            "--out", str(tmp_path), "--no-report"]  # fmt: skip
+    assert main(argv) == 130
+    monkeypatch.setattr(bench.analysis, "save_window", real)
+    (run_dir,) = tmp_path.iterdir()
+    assert main(["--resume", str(run_dir)]) == 0
+    assert [r["dt"] for r in csv.DictReader(open(run_dir / "window.csv"))] == ["0", "1", "2", "3"]
