@@ -112,22 +112,29 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ReportError(f"{path} lacks the column(s) {', '.join(missing)}")
     if "run_id" not in frame.columns:
         frame["run_id"] = None  # filled in from run.json or the folder name
-    for column in NUMERIC + [c for c in OPTIONAL_NUMERIC if c in frame.columns]:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    # a line cut short parses with NaN in its last fields; with the metric columns last (and allowed to be empty),
-    # a cut can also leave every required field whole, so a last line without its newline is not data either
-    broken = frame[NUMERIC + ["dataset", "model", "device"]].isna().any(axis=1)
-    if len(frame) and _cut_off(path):
-        broken.iloc[-1] = True
-    if bad or broken.any():
-        warn(f"{path}: skipped {len(bad) + int(broken.sum())} unparsable row(s)")
-    frame = frame[~broken].copy()
+    frame = _parsable(frame, path, bad, NUMERIC, OPTIONAL_NUMERIC, NUMERIC + ["dataset", "model", "device"])
     frame[["seed", "epoch"]] = frame[["seed", "epoch"]].astype(int)
     duplicated = frame.duplicated(TRAINING + ["epoch"], keep="last")
     if duplicated.any():
         warn(f"{path}: {int(duplicated.sum())} epoch row(s) appear twice; the last one of each is used")
         frame = frame[~duplicated]
     return frame
+
+
+def _parsable(frame: pd.DataFrame, path: Path, bad: list, numeric: list[str], optional: list[str], needed: list[str]):
+    """``frame`` with ``numeric`` and the ``optional`` columns it has made numbers, without the rows that did not parse
+    (a NaN in a ``needed`` column, or a last line cut off), with one warning counting them and pandas' ``bad`` lines.
+
+    A line cut short parses with NaN in its last fields; with optional columns last (and allowed to be empty), a cut can
+    also leave every needed field whole, so a last line without its newline is not data either."""
+    for column in numeric + [c for c in optional if c in frame.columns]:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    broken = frame[needed].isna().any(axis=1)
+    if len(frame) and _cut_off(path):
+        broken.iloc[-1] = True
+    if bad or broken.any():
+        warn(f"{path}: skipped {len(bad) + int(broken.sum())} unparsable row(s)")
+    return frame[~broken].copy()
 
 
 def _cut_off(path: Path) -> bool:
@@ -171,15 +178,9 @@ def read_window(path: Path, defaults: dict) -> pd.DataFrame | None:
         return None
     for column, value in defaults.items():
         frame[column] = frame[column].fillna(value) if column in frame.columns else value
-    for column in WINDOW_NUMERIC + [c for c in WINDOW_OPTIONAL if c in frame.columns]:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
     # relative is NaN, legitimately, at a dt with no pair (short T, a layer that never fired): not a broken row
-    broken = frame[[c for c in WINDOW_NUMERIC if c != "relative"] + ["model", "device", "reset"]].isna().any(axis=1)
-    if len(frame) and _cut_off(path):
-        broken.iloc[-1] = True
-    if bad or broken.any():
-        warn(f"{path}: skipped {len(bad) + int(broken.sum())} unparsable row(s)")
-    frame = frame[~broken].copy()
+    needed = [c for c in WINDOW_NUMERIC if c != "relative"] + ["model", "device", "reset"]
+    frame = _parsable(frame, path, bad, WINDOW_NUMERIC, WINDOW_OPTIONAL, needed)
     frame[["seed", "dt"]] = frame[["seed", "dt"]].astype(int)
     # a training analysed twice (a resume after a crash between its rows and run.json): its last rows count
     frame = frame.drop_duplicates(["run_id", "model", "device", "seed", "dt"], keep="last")
