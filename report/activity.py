@@ -94,6 +94,7 @@ def section(data: pd.DataFrame) -> list[str]:
             activity_table(data), "",
         ]  # fmt: skip
     if recorded(data, OPS):
+        costs = cost(data)
         lines += [
             "Synaptic operations per test sample (NeuroBench's counting, final epoch, mean over seeds): *dense* counts "
             "every input x fan-out at every time step; *effective MACs* those whose input is non-zero and graded "
@@ -102,9 +103,9 @@ def section(data: pd.DataFrame) -> list[str]:
             f"{PJ_PER_MAC} pJ. Beside them, measured on the device: training seconds per epoch and inference milliseconds "
             "per test sample ((evaluation seconds - metric counting seconds) / test samples), means over every epoch and "
             "seed. Ratios are to the FFN named, on the same device.", "",
-            cost_table(data), "",
-            *_ratio_lines(cost(data)),
-            _assumptions(cost(data)), "",
+            cost_table(costs), "",
+            *_ratio_lines(costs),
+            _assumptions(costs), "",
         ]  # fmt: skip
     lines += [overhead(data), ""]
     return lines
@@ -124,7 +125,8 @@ def activity_table(data: pd.DataFrame) -> str:
     return table(rows)
 
 
-def cost_table(data: pd.DataFrame) -> str:
+def cost_table(costs: pd.DataFrame) -> str:
+    """The Markdown table of ``cost(data)``."""
     rows = [{
         "device": r["device"], "model": r["model"], "seeds": str(r["seeds"]),
         "dense ops/sample": _num(r["dense_ops"], ",.0f"), "effective MACs/sample": _num(r["effective_macs"], ",.0f"),
@@ -134,7 +136,7 @@ def cost_table(data: pd.DataFrame) -> str:
         "train s/epoch": _num(r["seconds_per_epoch"], ".3g"), "inference ms/sample": _num(r["inference_ms"], ".3g"),
         "vs FFN": r["ffn"] or "-", "effective ops ratio": _ratio(r["ops_ratio"]),
         "train time ratio": _ratio(r["train_ratio"]), "inference time ratio": _ratio(r["inference_ratio"]),
-    } for r in cost(data).to_dict("records")]  # fmt: skip
+    } for r in costs.to_dict("records")]  # fmt: skip
     return table(rows)
 
 

@@ -42,7 +42,7 @@ def run_block(run_dir: Path, root: Path) -> list[str]:
     spiking = []  # the issue 7 measurements, where the run recorded them
     if activity.recorded(data, activity.OPS):
         spiking += ["Synaptic operations and energy proxy per test sample (see the report for the assumptions), beside "
-                    "the measured seconds:", "", activity.cost_table(data), ""]  # fmt: skip
+                    "the measured seconds:", "", activity.cost_table(activity.cost(data)), ""]  # fmt: skip
     if len(results.windows):
         spiking += ["Gradient window (fitted decay per step of the gradient dt steps before a layer-1 spike):", "",
                     window.summary_table(window.summary(results.windows).to_dict("records")), ""]  # fmt: skip
