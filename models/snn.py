@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from models import masks as mask_rng
-from models.activity import Activity, Synapse
+from models.activity import Activity
 from models.registry import register
 from models.snn_reference import SNNReference
 
@@ -74,13 +74,7 @@ class SNN(SNNReference):
     @torch.no_grad()
     def activity(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> Activity:
         """As ``snn-reference``'s (same steps, same numbers), at the speed of the forward pass."""
-        logits, inputs, out1, outputs2 = self._layers(x, masks, record=True)
-        inputs2 = torch.cat([out1.new_zeros(1, *out1.shape[1:]), out1])[: self.config.time_steps - 1]  # o1_0 = 0 first
-        return Activity(
-            logits=logits,
-            synapses=[Synapse("layer1", inputs, self.layer1.fc.weight), Synapse("layer2", inputs2, self.layer2.fc.weight)],
-            outputs={"layer1": out1, "layer2": outputs2},
-        )
+        return self._activity(*self._layers(x, masks, record=True))
 
     def _layers(self, x: torch.Tensor, masks: torch.Tensor | None, record: bool = False):
         """``(logits, u_t * x (T-2, B, n_in), o1 (T-2, B, hidden), o2 (T-1, B, n_out) or None)``; o2 only

@@ -137,14 +137,16 @@ class SNNReference(nn.Module):
     @torch.no_grad()
     def activity(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> Activity:
         """The steps that reach the logits: layer 1 at steps 1..T-2, layer 2 at 1..T-1 (it gets o1_0 = 0 first)."""
-        c = self.config
+        T = self.config.time_steps
         tr = self.trace(x, masks)
-        steps1 = max(c.time_steps - 2, 0)
-        out1 = tr["layer1_o"][:steps1]  # (T-2, B, hidden)
-        inputs2 = torch.cat([torch.zeros_like(tr["layer1_o"][:1]), out1])[: c.time_steps - 1]  # (T-1, B, hidden)
+        steps1 = max(T - 2, 0)
+        return self._activity(tr["logits"], tr["input"][:steps1], tr["layer1_o"][:steps1], tr["layer2_o"][: T - 1])
+
+    def _activity(self, logits, inputs1: torch.Tensor, out1: torch.Tensor, out2: torch.Tensor) -> Activity:
+        """The Activity of layer 1's inputs and outputs at steps 1..T-2 and layer 2's outputs at steps 1..T-1."""
+        inputs2 = torch.cat([out1.new_zeros(1, *out1.shape[1:]), out1])[: self.config.time_steps - 1]  # o1_0 = 0 first
         return Activity(
-            logits=tr["logits"],
-            synapses=[Synapse("layer1", tr["input"][:steps1], self.layer1.fc.weight),
-                      Synapse("layer2", inputs2, self.layer2.fc.weight)],
-            outputs={"layer1": out1, "layer2": tr["layer2_o"][: c.time_steps - 1]},
-        )  # fmt: skip
+            logits=logits,
+            synapses=[Synapse("layer1", inputs1, self.layer1.fc.weight), Synapse("layer2", inputs2, self.layer2.fc.weight)],
+            outputs={"layer1": out1, "layer2": out2},
+        )

@@ -139,6 +139,12 @@ def test_accumulate_only_operations_are_named(tmp_path):
     assert "recorded 0 ACs" not in text
 
 
+def test_the_report_reads_the_metric_columns_bench_writes():
+    from report.load import METRICS as READ  # the report keeps its own list: it imports neither torch nor bench
+
+    assert READ == METRICS
+
+
 @pytest.mark.parametrize("header", [COLUMNS, HEADER], ids=["old columns", "new columns, empty cells"])
 def test_without_metrics_the_report_has_no_new_text(tmp_path, header):
     rows = [{k: v for k, v in r.items() if k in COLUMNS} for r in epoch_rows("snn", SNN_FINAL, 1.0, 0.5, 0.1)]
