@@ -25,15 +25,11 @@ from torch import nn
 
 from bench.data import Split
 from bench.results import append_rows, atomic_write
+from bench.schema import WINDOW_COLUMNS
 
 MASK_SEED = 2018  # the masks of the pictures and of the window: fixed, the same for every model
 WINDOW_SAMPLES = 100  # test samples the window averages over (the first ones, in order)
 MAX_DT = 20
-WINDOW_COLUMNS = [
-    "run_id", "dataset", "model", "device", "seed", "epoch", "reset", "decay", "dt",
-    "mean_abs_grad", "relative", "pairs",  # every neuron-step that fired at t
-    "isolated_mean_abs_grad", "isolated_relative", "isolated_pairs",  # those that did not fire in t-dt .. t-1 as well
-]  # fmt: skip
 
 
 def supports(model: nn.Module) -> bool:
@@ -47,8 +43,9 @@ def _fixed_masks(device: torch.device):
     return torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
 
 
-def neuron_activity(model: nn.Module, split: Split, index: int = 0) -> dict[str, np.ndarray]:
-    """Inner state and output of every neuron at every step, for test sample ``index``: (T, n) arrays."""
+def neuron_activity(model: nn.Module, split: Split, input_shape: tuple[int, ...], index: int = 0) -> dict[str, np.ndarray]:
+    """Inner state and output of every neuron at every step, for test sample ``index``: (T, n) arrays, and
+    the sample as a picture (``input_shape`` without a channel axis of one; a flat sample as one row)."""
     model.eval()
     x, label = split.images[index : index + 1], split.labels[index]
     with _fixed_masks(x.device), torch.no_grad():
@@ -57,18 +54,28 @@ def neuron_activity(model: nn.Module, split: Split, index: int = 0) -> dict[str,
     out = {k: tr[k][:, 0].float().cpu().numpy() for k in ("layer1_v", "layer1_o", "layer2_v", "layer2_o")}
     return {
         **out,
-        "image": x[0].float().cpu().reshape(28, 28).numpy() if x[0].numel() == 784 else x[0].float().cpu().numpy(),
+        "image": _picture(x[0].float().cpu(), input_shape).numpy(),
         "label": np.int64(label.item()),
         "index": np.int64(index),
         "logits": tr["logits"][0].float().cpu().numpy(),
     }
 
 
-def window(model: nn.Module, split: Split, samples: int = WINDOW_SAMPLES, max_dt: int = MAX_DT) -> list[dict[str, Any]]:
+def _picture(sample: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    image = sample.reshape(shape)
+    while image.dim() > 2 and image.shape[0] == 1:  # (1, 28, 28) -> (28, 28)
+        image = image[0]
+    return image if image.dim() == 2 else image.reshape(1, -1)
+
+
+def window(
+    model: nn.Module, split: Split, delay: int, samples: int = WINDOW_SAMPLES, max_dt: int = MAX_DT
+) -> list[dict[str, Any]]:
     """Mean |dL/dI_{t-dt}| over layer-1 neuron-steps that fired at t, for dt = 0..max_dt (see the module's doc).
 
-    Only steps whose output reaches the logits count (layer 1's steps 1..T-2: the two one-step
-    delays hide the last two). The loss is the summed cross-entropy, so each sample's gradient is its own.
+    Only steps whose output reaches the logits count: the model's ``delay`` (models.ModelInfo; 2 for the
+    2018 SNN's two one-step delays) hides the last steps. The loss is the summed cross-entropy, so each
+    sample's gradient is its own.
     """
     model.eval()
     x, y = split.images[:samples], split.labels[:samples]
@@ -79,7 +86,7 @@ def window(model: nn.Module, split: Split, samples: int = WINDOW_SAMPLES, max_dt
         current.retain_grad()
         F.cross_entropy(tr["logits"], y, reduction="sum").backward()
     model.zero_grad(set_to_none=True)
-    steps = max(current.shape[0] - 2, 0)
+    steps = max(current.shape[0] - delay, 0)
     fired = (tr["layer1_o"][:steps] > 0).detach()  # (T-2, B, hidden)
     grad = current.grad[:steps].abs()
     before_t = torch.cat([torch.zeros_like(fired[:1], dtype=torch.int32), fired.cumsum(0, dtype=torch.int32)])  # spikes before t

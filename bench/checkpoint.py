@@ -1,15 +1,13 @@
 """Checkpoints: what one training needs to go on after an epoch as if it had never stopped.
 
-``<run>/checkpoints/<name>.pt`` holds the model's weights, every RNG state the next epoch
-draws from (torch CPU, the CUDA or MPS device, the data-shuffling generator) and the epoch's
-CSV row. No optimizer state: the loop makes a fresh SGD each epoch, as in 2018, so the
-momentum buffer is zero at every epoch start anyway.
+``<run>/checkpoints/<training>.pt`` holds the model's weights, the optimizer's state, every RNG
+state the next epoch draws from (torch CPU, the CUDA or MPS device, the data-shuffling
+generator) and the epoch's CSV row. Format 1 (snnbench before 0.3) had no optimizer state: its
+SGD was made fresh each epoch, so there was none to keep; such checkpoints still restore.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +15,14 @@ import torch
 from torch import nn
 
 from bench.results import atomic_write
+from bench.schema import TrainingKey
 
-FORMAT = 1
-Key = tuple[str, str, int]  # (model label, device, seed): one training
+FORMAT = 2
+READABLE = (1, 2)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or belongs to another training; one line for the user."""
-
-
-def file_name(key: Key) -> str:
-    """A portable file name for a training; the hash keeps two labels that slug alike apart."""
-    model, device, seed = key
-    slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{model}_{device}_seed{seed}")
-    digest = hashlib.sha1(f"{model}\0{device}\0{seed}".encode()).hexdigest()[:8]
-    return f"{slug}-{digest}.pt"
 
 
 def rng_state(device: str, shuffle: torch.Generator) -> dict[str, torch.Tensor]:
@@ -53,42 +44,41 @@ def set_rng_state(state: dict[str, torch.Tensor], device: str, shuffle: torch.Ge
 
 
 class Checkpoints:
-    """The checkpoint folder of one run; ``keep=False`` removes a training's file once it has ended."""
+    """The checkpoint folder of one run."""
 
-    def __init__(self, run_dir: str | Path, keep: bool = False):
-        self.folder = Path(run_dir) / "checkpoints"
-        self.keep = keep
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
 
-    def path(self, key: Key) -> Path:
-        return self.folder / file_name(key)
+    def path(self, key: TrainingKey) -> Path:
+        return self.folder / f"{key.file_stem()}.pt"
 
-    def save(self, key: Key, epoch: int, row: dict[str, Any], model: nn.Module, shuffle: torch.Generator) -> None:
+    def save(self, key: TrainingKey, epoch: int, row: dict[str, Any], model: nn.Module,
+             optimizer: torch.optim.Optimizer | None, shuffle: torch.Generator) -> None:  # fmt: skip
         """Atomically replace ``key``'s checkpoint with the state after ``epoch``."""
-        self.folder.mkdir(exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         state = {
-            "format": FORMAT, "key": list(key), "epoch": epoch, "row": row,
-            "model": model.state_dict(), "rng": rng_state(key[1], shuffle),
+            "format": FORMAT, "key": list(key), "epoch": epoch, "row": row, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state(key.device, shuffle),
         }  # fmt: skip
         atomic_write(self.path(key), lambda f: torch.save(state, f), mode="wb")
 
-    def restore(self, key: Key, model: nn.Module, shuffle: torch.Generator) -> tuple[int, dict[str, Any] | None]:
-        """Load ``key``'s checkpoint into ``model`` and the RNGs: (epochs done, that epoch's row); (0, None) if none."""
+    def restore(self, key: TrainingKey, model: nn.Module, shuffle: torch.Generator) -> tuple[int, dict | None, dict | None]:
+        """Load ``key``'s checkpoint into ``model`` and the RNGs: (epochs done, that epoch's row, the optimizer's
+        state dict or None); (0, None, None) if there is none."""
         path = self.path(key)
         if not path.exists():
-            return 0, None
+            return 0, None, None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
-        if state.get("format") != FORMAT or tuple(state.get("key", ())) != tuple(key):
-            raise CheckpointError(f"checkpoint {path} is not one of {key[0]} on {key[1]} with seed {key[2]}")
+        if state.get("format") not in READABLE or tuple(state.get("key", ())) != tuple(key):
+            raise CheckpointError(f"checkpoint {path} is not one of {key.model} on {key.device} with seed {key.seed}")
         model.load_state_dict(state["model"])
-        set_rng_state(state["rng"], key[1], shuffle)
-        return state["epoch"], state["row"]
+        set_rng_state(state["rng"], key.device, shuffle)
+        return state["epoch"], state["row"], state.get("optimizer")
 
-    def remove(self, key: Key) -> None:
-        if self.keep:
-            return
+    def remove(self, key: TrainingKey) -> None:
         self.path(key).unlink(missing_ok=True)
         try:
             self.folder.rmdir()  # only when empty: the last training's checkpoint is gone

@@ -1,4 +1,8 @@
-"""Datasets as tensors on the target device, batched by indexing a seeded permutation.
+"""Datasets behind a registry, as tensors on the target device, batched by indexing a seeded permutation.
+
+Each registered dataset has a loader (``data_dir`` -> the uint8 images and labels of each split)
+and a ``DataInfo``: the shape of one sample, the class names. Models are checked against the
+info before anything runs (``check_fits``).
 
 Preprocessing follows SPEC.md: pixels scaled to [0, 1], then ``(x - 0.5) / 1.0``,
 so the input lies in [-0.5, 0.5] and the background is -0.5.
@@ -6,9 +10,11 @@ so the input lies in [-0.5, 0.5] and the background is -0.5.
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,12 +22,72 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DATASETS = ("mnist", "fashion-mnist", "mnist-mini")
 MINI_FILE = "mnist-mini.npz"  # in bench/assets/, built by scripts/make_mnist_mini.py
+Raw = dict[str, tuple[torch.Tensor, torch.Tensor]]  # {"train": (images, labels), "test": ...}, uint8 images
 
 
 class DataError(RuntimeError):
     """A dataset that cannot be loaded; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model must fit: the shape of one sample and the classes."""
+
+    input_shape: tuple[int, ...]  # one preprocessed sample, e.g. (1, 28, 28)
+    class_names: tuple[str, ...]
+
+    @property
+    def n_inputs(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+DIGITS = DataInfo((1, 28, 28), tuple(str(d) for d in range(10)))
+FASHION = DataInfo((1, 28, 28), ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                                 "Bag", "Ankle boot"))  # fmt: skip
+DATASETS: dict[str, tuple[Callable[[str | Path], Raw], DataInfo]] = {}
+
+
+def register(name: str, info: DataInfo):
+    """Decorator: ``@register("mnist", DIGITS)`` on a loader ``data_dir -> Raw``."""
+
+    def deco(loader: Callable[[str | Path], Raw]):
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        DATASETS[name] = (loader, info)
+        return loader
+
+    return deco
+
+
+def available() -> list[str]:
+    return sorted(DATASETS)
+
+
+def info(name: str) -> DataInfo:
+    return _entry(name)[1]
+
+
+def _entry(name: str):
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(available())}") from None
+
+
+def check_fits(label: str, config, dataset: str) -> None:
+    """ValueError when a model's ``n_in`` or ``n_out`` (where its config has them) does not fit the dataset."""
+    i = info(dataset)
+    n_in, n_out = getattr(config, "n_in", None), getattr(config, "n_out", None)
+    if n_in is not None and n_in != i.n_inputs:
+        shape = "x".join(map(str, i.input_shape))
+        raise ValueError(f"{label}: n_in={n_in} does not fit {dataset}, whose samples have {i.n_inputs} inputs ({shape})")
+    if n_out is not None and n_out != i.n_classes:
+        raise ValueError(f"{label}: n_out={n_out} does not fit {dataset}, which has {i.n_classes} classes")
 
 
 @dataclass
@@ -38,6 +104,7 @@ class Dataset:
     name: str
     train: Split
     test: Split
+    info: DataInfo = DIGITS
 
 
 def preprocess(images: torch.Tensor, labels: torch.Tensor, device: str | torch.device) -> Split:
@@ -46,20 +113,38 @@ def preprocess(images: torch.Tensor, labels: torch.Tensor, device: str | torch.d
     return Split(x, labels.to(device=device, dtype=torch.int64))
 
 
-def load_raw(name: str, data_dir: str | Path = "data") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def load_raw(name: str, data_dir: str | Path = "data") -> Raw:
     """The uint8 images and labels of each split: ``{"train": (images, labels), "test": ...}``."""
-    if name == "mnist-mini":
-        with resources.files("bench").joinpath("assets", MINI_FILE).open("rb") as f:
-            arrays = dict(np.load(f))
-        return {
-            split: (torch.from_numpy(arrays[f"{split}_images"]), torch.from_numpy(arrays[f"{split}_labels"]))
-            for split in ("train", "test")
-        }
-    if name not in ("mnist", "fashion-mnist"):
-        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return _entry(name)[0](data_dir)
+
+
+@register("mnist-mini", DIGITS)
+def _mnist_mini(data_dir: str | Path) -> Raw:
+    """Ships with snnbench: needs no ``data_dir``."""
+    with resources.files("bench").joinpath("assets", MINI_FILE).open("rb") as f:
+        arrays = dict(np.load(f))
+    return {
+        split: (torch.from_numpy(arrays[f"{split}_images"]), torch.from_numpy(arrays[f"{split}_labels"]))
+        for split in ("train", "test")
+    }
+
+
+@register("mnist", DIGITS)
+def _mnist(data_dir: str | Path) -> Raw:
     import torchvision
 
-    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+    return _torchvision("mnist", torchvision.datasets.MNIST, data_dir)
+
+
+@register("fashion-mnist", FASHION)
+def _fashion_mnist(data_dir: str | Path) -> Raw:
+    import torchvision
+
+    return _torchvision("fashion-mnist", torchvision.datasets.FashionMNIST, data_dir)
+
+
+def _torchvision(name: str, cls, data_dir: str | Path) -> Raw:
+    """From torchvision's layout under ``data_dir`` (checked first), downloading it when it is not there."""
     raw_dir = Path(data_dir) / cls.__name__ / "raw"
     if Path(data_dir).exists() and not Path(data_dir).is_dir():
         raise DataError(f"--data-dir {data_dir} is not a folder")
@@ -134,9 +219,16 @@ def check_idx(raw_dir: str | Path) -> None:
             raise DataError(f"{raw_dir}: {split} has {n_images} images but {n_labels} labels")
 
 
-def load(name: str, data_dir: str | Path = "data", device: str | torch.device = "cpu") -> Dataset:
+@functools.lru_cache(maxsize=4)
+def _cached(name: str, data_dir: str, device: str) -> Dataset:
     raw = load_raw(name, data_dir)
-    return Dataset(name, preprocess(*raw["train"], device), preprocess(*raw["test"], device))
+    return Dataset(name, preprocess(*raw["train"], device), preprocess(*raw["test"], device), info(name))
+
+
+def load(name: str, data_dir: str | Path = "data", device: str | torch.device = "cpu") -> Dataset:
+    """The preprocessed dataset on ``device``; kept for the next training of the same process (nothing may
+    change its tensors in place)."""
+    return _cached(name, os.path.abspath(data_dir), str(torch.device(device)))
 
 
 def num_batches(n: int, batch_size: int, max_batches: int | None = None) -> int:

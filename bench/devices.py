@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from models.masks import cpu_model  # the models need it first: their native build is cached per CPU
+
 
 class DeviceError(ValueError):
     """A device that is unknown or not available on this machine."""
@@ -52,16 +54,3 @@ def device_name(device: str) -> str:
     if device == "mps":
         return "Apple GPU (mps)"
     return cpu_model()
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()

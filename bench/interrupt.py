@@ -1,8 +1,10 @@
-"""Ctrl-C and SIGTERM as one exception, ``Interrupted``, and sections of code they cannot cut in two.
+"""Ctrl-C (SIGINT) and ``kill`` (SIGTERM): before a run exists they raise; while it runs they ask it to stop.
 
-Inside ``handlers()`` both signals raise ``Interrupted`` (a KeyboardInterrupt, so code that
-already handles Ctrl-C handles a ``kill`` too). Inside ``critical()`` a signal is only noted
-and raised when the section ends: a checkpoint, its CSV row and run.json are written whole.
+- ``handlers()``: both signals raise ``Interrupted`` (a KeyboardInterrupt, so code that already
+  handles Ctrl-C handles a ``kill`` too). bench.run uses it until its run folder exists.
+- ``stopping()``: a signal only sets a ``Stop``. The trainings check it before every batch and
+  return (bench/train.py); the run records them as interrupted. No exception ever crosses a
+  training or cuts a file that is being written.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def exit_status(signum: int) -> int:
+    return 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
 class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int = signal.SIGINT):
         super().__init__(signal.Signals(signum).name)
@@ -22,19 +28,25 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_status(self) -> int:
-        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        return exit_status(self.signum)
 
 
-_deferring = False
-_pending: int | None = None
+class Stop:
+    """Set by the first signal: ``bool(stop)``, ``stop.signum`` and its name."""
 
+    def __init__(self):
+        self.signum: int | None = None
 
-def _raise(signum, frame) -> None:
-    global _pending
-    if _deferring:
-        _pending = signum
-    else:
-        raise Interrupted(signum)
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    def set(self, signum: int = signal.SIGINT) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
 
 
 @contextmanager
@@ -51,25 +63,23 @@ def _installed(handler) -> Iterator[None]:
             signal.signal(s, old)
 
 
+def _raise(signum, frame) -> None:
+    raise Interrupted(signum)
+
+
 def handlers():
     """Both signals raise Interrupted inside the block."""
     return _installed(_raise)
 
 
 @contextmanager
-def critical() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM until the block is done, then raise Interrupted if one came."""
-    global _deferring, _pending
-    _deferring, _pending = True, None
-    try:
-        yield
-    finally:
-        _deferring = False
-    if _pending is not None:
-        signum, _pending = _pending, None
-        raise Interrupted(signum)
+def stopping() -> Iterator[Stop]:
+    """Inside the block, a signal sets the yielded Stop instead of raising."""
+    stop = Stop()
+    with _installed(lambda signum, frame: stop.set(signum)):
+        yield stop
 
 
 def ignored():
-    """Ignore further signals while a run that was interrupted records that it was (a second Ctrl-C)."""
+    """Ignore further signals while a run that was interrupted records that it was."""
     return _installed(signal.SIG_IGN)

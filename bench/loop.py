@@ -1,11 +1,12 @@
-"""The one training loop every model shares: ``train_epoch``, ``evaluate`` and the ``epochs`` generator.
+"""The one training loop every model shares: ``training_step``, ``train_epoch`` and ``evaluate``.
 
-The loss, the optimizer and the timing live here, never in a model.
+The loss and the timing live here, never in a model; bench/train.py strings the epochs together.
+Both passes take ``stop``, a function checked before every batch: when it says so they raise
+``Stopped`` and the epoch is abandoned (a training that resumes redoes it from its checkpoint).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -14,27 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.data import Dataset, Split, batches, num_batches
+from bench.data import Split, batches, num_batches
 from bench.metrics import Counter, TimedCounter
+from bench.schema import DEFAULT_LAYERS
 from bench.timing import Stopwatch, synchronizer
-
-
-@dataclass
-class Schedule:
-    """The 2018 schedule by default: 3 epochs, lr 0.1, 0.05, 0.01, SGD momentum 0.5, batch 1000."""
-
-    epochs: int = 3
-    lrs: tuple[float, ...] = (0.1, 0.05, 0.01)  # the last one repeats for later epochs
-    momentum: float = 0.5
-    batch_size: int = 1000
-    max_batches: int | None = None  # cap on training and test batches per epoch (smoke runs)
-
-    def lr(self, epoch: int) -> float:
-        return self.lrs[min(epoch, len(self.lrs)) - 1]
 
 
 class Diverged(ArithmeticError):
     """A NaN or infinite loss: that training cannot go on."""
+
+
+class Stopped(Exception):
+    """``stop()`` said so before a batch: the epoch is abandoned."""
+
+
+StopCheck = Callable[[], bool] | None
 
 
 @dataclass
@@ -68,11 +63,13 @@ def inference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, counter: 
     return F.cross_entropy(logits, y, reduction="sum"), logits
 
 
-def _sums(pairs: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable):
+def _sums(pairs: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable, stop: StopCheck = None):
     """Sum of losses and of correct predictions, kept on the device: no sync per batch."""
     loss_sum = correct = None
     samples = 0
     for x, y in pairs:
+        if stop is not None and stop():
+            raise Stopped
         loss, logits = step(x, y)
         batch_correct = (logits.argmax(1) == y).sum()
         loss_sum = loss if loss_sum is None else loss_sum + loss
@@ -93,26 +90,35 @@ def train_epoch(
     generator: torch.Generator,
     max_batches: int | None = None,
     desc: str = "train",
+    stop: StopCheck = None,
 ) -> EpochStats:
     """One pass over shuffled ``split``; the clock runs from the first batch to the last step, device synced."""
     model.train()
     pairs = _progress(batches(split, batch_size, generator, max_batches), num_batches(len(split), batch_size, max_batches), desc)
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(pairs, lambda x, y: training_step(model, optimizer, x, y))
+        loss_sum, correct, n = _sums(pairs, lambda x, y: training_step(model, optimizer, x, y), stop)
     return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, split: Split, batch_size: int, max_batches: int | None = None, desc: str = "test", metrics: bool = False
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    max_batches: int | None = None,
+    desc: str = "test",
+    metrics: bool = False,
+    layers: tuple[str, ...] = DEFAULT_LAYERS,
+    stop: StopCheck = None,
 ) -> EpochStats:
     """Mean loss per sample and accuracy over ``split`` in order; with ``metrics`` (and a model that has
-    ``activity``), the activity and cost columns of bench.metrics too. Their counting is in ``seconds``."""
+    ``activity``), the activity and cost columns of bench.metrics for the model's ``layers`` too. Their
+    counting is in ``seconds``."""
     model.eval()
     pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
-    counter = TimedCounter(split.labels.device) if metrics and hasattr(model, "activity") else None
+    counter = TimedCounter(split.labels.device, layers) if metrics and hasattr(model, "activity") else None
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter))
+        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter), stop)
         values = counter.values() if counter else {}
     return EpochStats(loss_sum / n, correct / n, n, sw.seconds, values)
 
@@ -123,33 +129,3 @@ def seed_everything(seed: int, device: str) -> torch.Generator:
     if device == "mps":
         torch.mps.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def epochs(
-    model: nn.Module,
-    data: Dataset,
-    shuffle: torch.Generator,
-    schedule: Schedule,
-    first: int = 1,
-    desc: str = "",
-    metrics: bool = True,
-) -> Iterator[tuple[int, float, EpochStats, EpochStats]]:
-    """Train ``model`` from epoch ``first`` on; yield ``(epoch, lr, train_stats, test_stats)`` after each.
-
-    ``metrics``: count activity and synaptic operations during each evaluation (bench.metrics).
-    Between two yields the only state is the model, ``shuffle`` and the global RNGs: a caller
-    that saves them at a yield can continue later from ``first = epoch + 1`` and get the same numbers.
-    Raises Diverged when an epoch's mean loss is NaN or infinite (checked once per epoch, no extra sync).
-    """
-    for epoch in range(first, schedule.epochs + 1):
-        lr = schedule.lr(epoch)
-        # a fresh optimizer each epoch, as in 2018: the momentum buffer starts at zero again
-        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=schedule.momentum)
-        tag = f"{desc} epoch {epoch}/{schedule.epochs}"
-        train_stats = train_epoch(model, data.train, optimizer, schedule.batch_size, shuffle, schedule.max_batches, tag)
-        if not math.isfinite(train_stats.loss):
-            raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {lr})")
-        test_stats = evaluate(model, data.test, schedule.batch_size, schedule.max_batches, tag + " test", metrics)
-        if not math.isfinite(test_stats.loss):
-            raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {lr})")
-        yield epoch, lr, train_stats, test_stats

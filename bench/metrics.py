@@ -22,16 +22,11 @@ import math
 
 import torch
 
+from bench import schema
 from bench.timing import Stopwatch, synchronizer
 from models.activity import Activity
 
-LAYERS = ("layer1", "layer2")
-LAYER_METRICS = ("firing_rate", "silent_share", "mean_when_firing", "sparsity")
-COLUMNS = [
-    "metrics_seconds",
-    *[f"{layer}_{metric}" for layer in LAYERS for metric in LAYER_METRICS],
-    "activation_sparsity", "dense_ops", "effective_macs", "effective_acs",
-]  # fmt: skip
+COLUMNS = schema.METRIC_COLUMNS  # of a model with the built-in layers; ``Counter(layers)`` gives a model's own
 
 
 def is_spiking(inputs: torch.Tensor) -> bool:
@@ -56,7 +51,8 @@ def effective_ops(inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 class Counter:
     """Sums of the evaluation pass's activity, kept on the device (one small sync per layer and batch: spikes or not)."""
 
-    def __init__(self):
+    def __init__(self, layers: tuple[str, ...] = schema.DEFAULT_LAYERS):
+        self.names = tuple(layers)  # the model's weight layers (models.ModelInfo.layers): one set of columns each
         self.samples = 0
         self.layers: dict[str, dict[str, torch.Tensor]] = {}
         self.dense = 0  # a Python int: shapes alone decide it
@@ -83,10 +79,14 @@ class Counter:
             self.dense += synapse.inputs.shape[0] * synapse.inputs.shape[1] * synapse.weight.numel()
 
     def values(self) -> dict[str, float]:
-        """The metric columns (without ``metrics_seconds``); NaN where a layer is missing or nothing was counted."""
-        out = dict.fromkeys(COLUMNS[1:], math.nan)
+        """The metric columns (without ``metrics_seconds``); NaN where a layer has no nonlinearity or nothing was counted."""
+        undeclared = [name for name in self.layers if name not in self.names]
+        if undeclared:
+            raise ValueError(f"the model's activity names {', '.join(undeclared)}, not among the layers {self.names} of its "
+                             "registry entry: their columns would be lost")  # fmt: skip
+        out = dict.fromkeys(schema.metric_columns(self.names)[1:], math.nan)
         zeros = total = 0
-        for name in LAYERS:
+        for name in self.names:
             sums = self.layers.get(name)
             if sums is None or sums["total"] == 0:
                 continue
@@ -108,8 +108,8 @@ class Counter:
 class TimedCounter(Counter):
     """A Counter that also measures, device synchronized, how long its counting takes (``seconds``)."""
 
-    def __init__(self, device: torch.device | str):
-        super().__init__()
+    def __init__(self, device: torch.device | str, layers: tuple[str, ...] = schema.DEFAULT_LAYERS):
+        super().__init__(layers)
         self.sync = synchronizer(device)
         self.seconds = 0.0
 

@@ -1,14 +1,18 @@
 """``python -m bench.run``: train each model on each device with each seed; write results/<run-id>/.
 
 python -m bench.run --models snn ffn --device cpu --dataset mnist-mini
+
+This process is the run's parent: it checks the arguments against the models and the data, makes
+the run folder and holds its lock, hands each training (a bench.train.Task) to ``train``, and is
+the only writer of ``epochs.csv``, ``run.json``, ``window.csv`` and ``activity/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,37 +20,18 @@ from tabulate import tabulate
 
 import models
 from bench import analysis, interrupt
+from bench import config as train_config
 from bench import data as datasets
-from bench.checkpoint import CheckpointError, Checkpoints, file_name
+from bench.checkpoint import CheckpointError, Checkpoints
+from bench.cli import Parser, UsageError
 from bench.devices import DeviceError, resolve_devices
-from bench.loop import Diverged, Schedule, epochs, seed_everything
-from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, read_epochs, write_json
-from bench.resume import ResumeError, check_unchanged, new_record, open_run, read_run, recorded_args, resume_command, to_argv
+from bench.loop import Diverged
+from bench.record import ResumeError, check_unchanged, new_record, open_run, read_run, recorded_args, resume_command, to_argv
+from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
+from bench.schema import TrainingKey, header, read_epochs
+from bench.train import Analysis, Epoch, Finished, Started, Task, train
 
 FINISHED = ("complete", "diverged")  # never run again on --resume; "oom" is tried again (memory may be free then)
-
-
-class UsageError(Exception):
-    """A user's mistake: printed as one line, exit status 2."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + message
-        raise UsageError(message)
-
-
-def positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0 or value != value or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
-        return value
-
-    parse.__name__ = f"positive {kind.__name__}"
-    return parse
 
 
 def build_parser() -> Parser:
@@ -56,17 +41,10 @@ def build_parser() -> Parser:
         help=f"model specs NAME[:key=value,...]; NAME is one of {', '.join(models.available())} (default: snn ffn)",
     )  # fmt: skip
     p.add_argument("--device", nargs="+", default=["all"], help="cpu, cuda, cuda:N, mps or all (default: all)")
-    p.add_argument("--dataset", default="mnist-mini", choices=datasets.DATASETS, help="(default: %(default)s)")
+    p.add_argument("--dataset", default="mnist-mini", choices=datasets.available(), help="(default: %(default)s)")
     p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist (default: %(default)s)")
-    p.add_argument("--epochs", type=positive(int), default=3, help="(default: %(default)s)")
-    p.add_argument(
-        "--lr", type=positive(float), nargs="+", default=[0.1, 0.05, 0.01],
-        help="learning rate per epoch; the last repeats (default: 0.1 0.05 0.01)",
-    )  # fmt: skip
-    p.add_argument("--momentum", type=float, default=0.5, help="SGD momentum (default: %(default)s)")
-    p.add_argument("--batch-size", type=positive(int), default=1000, help="(default: %(default)s)")
+    train_config.add_options(p)  # --epochs, --lr, --momentum, --batch-size, --max-batches: bench/config.py
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
-    p.add_argument("--max-batches", type=positive(int), default=None, help="cap train/test batches per epoch (default: no cap)")
     p.add_argument("--out", default="results", help="parent folder of the run folder (default: %(default)s)")
     p.add_argument("--no-report", action="store_true", help="do not build the Markdown report at the end")
     p.add_argument(
@@ -99,18 +77,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _checked(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``specs``, ``devices`` and ``config`` (a TrainConfig) added; UsageError for what cannot run,
+    a model that does not fit the dataset included."""
     try:
         args.specs = [models.parse_spec(s) for s in args.models]
         args.devices = resolve_devices(args.device)
-    except (models.SpecError, DeviceError) as exc:
+        args.config = train_config.from_args(args)
+        for spec in args.specs:
+            datasets.check_fits(spec.label, spec.config, args.dataset)
+    except (models.SpecError, DeviceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     labels = [s.label for s in args.specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"the same model is given twice: {', '.join(labels)}")
     if len(set(args.seeds)) != len(args.seeds):
         raise UsageError(f"the same seed is given twice: {args.seeds}")
-    if not (0 <= args.momentum < 1):
-        raise UsageError(f"--momentum must be in [0, 1), got {args.momentum}")
     return args
 
 
@@ -125,18 +106,19 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(exc, "exit_status", 130)
 
 
-@dataclass
-class Run:
-    """The run folder being written: run.json's contents, the CSV writer and the checkpoints."""
+class RunRecord:
+    """The run.json of the run being written, and each training's entry in it by key."""
 
-    dir: Path
-    meta: dict
-    writer: EpochWriter | None = None
-    checkpoints: Checkpoints | None = None
-    metrics: bool = True  # count activity and operations, save neuron activity and the gradient window
+    def __init__(self, run_dir: Path, meta: dict):
+        self.dir, self.meta = run_dir, meta
+        self.trainings = {TrainingKey.of(t): t for t in meta["trainings"]}
 
     def save(self) -> None:
         write_json(self.dir / "run.json", self.meta)
+
+    def update(self, key: TrainingKey, **fields) -> None:
+        self.trainings[key].update(fields)
+        self.save()
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -144,7 +126,8 @@ def _main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         if args.resume is None:
             _run_folder_check(check_writable, args.out)  # before loading (and maybe downloading) any data
-        loaded = {d: datasets.load(args.dataset, args.data_dir, d) for d in args.devices}
+        for device in args.devices:  # found (or downloaded) and checked before the run exists; the trainings reuse it
+            datasets.load(args.dataset, args.data_dir, device)
         if args.resume is None:
             run_id, run_dir = _run_folder_check(new_run_dir, args.out)
             lock_run_dir(run_dir)
@@ -156,9 +139,8 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"bench.run: error: {exc}", file=sys.stderr)
         return 2
 
-    schedule = Schedule(args.epochs, tuple(args.lr), args.momentum, args.batch_size, args.max_batches)
     if args.resume is None:
-        meta = new_record(args, run_id, schedule)
+        meta = new_record(args, run_id)
         write_json(run_dir / "run.json", meta)
         print(f"run {run_id}: {len(args.specs)} model(s) x {len(args.devices)} device(s) x {len(args.seeds)} seed(s) "
               f"on {args.dataset}, results in {run_dir}", file=sys.stderr)  # fmt: skip
@@ -167,22 +149,29 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"resuming run {run_id}: {done} of {len(meta['trainings'])} trainings finished, results in {run_dir}",
               file=sys.stderr)  # fmt: skip
 
+    record = RunRecord(run_dir, meta)
     specs = {s.label: s for s in args.specs}
-    run = Run(run_dir, meta, checkpoints=Checkpoints(run_dir, args.keep_checkpoints), metrics=not args.no_metrics)
+    tasks = [
+        Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[t["model"]], t["device"], t["seed"], args.config,
+             metrics=not args.no_metrics)
+        for t in meta["trainings"] if t["status"] not in FINISHED
+    ]  # fmt: skip
+    columns = header(layer for s in args.specs for layer in s.info.layers)
     try:
-        with EpochWriter(run_dir / "epochs.csv") as run.writer:
-            if run.writer.missing and run.metrics:
+        with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
+            if writer.missing and not args.no_metrics:
                 print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
                       "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
-            for t in meta["trainings"]:
-                if t["status"] not in FINISHED:
-                    _train_one(run, t, specs[t["model"]], loaded[t["device"]], schedule)
+            for task in tasks:
+                if stop():
+                    break
+                _run_training(task, record, writer, stop, args.keep_checkpoints)
+        if stop():
+            meta["status"] = "interrupted"
+            print(f"bench.run: interrupted ({stop.name}); every finished epoch is in {run_dir / 'epochs.csv'}. Resume with:\n"
+                  f"  {resume_command(run_dir)}", file=sys.stderr)  # fmt: skip
+            return interrupt.exit_status(stop.signum)
         meta["status"] = "complete" if all(t["status"] == "complete" for t in meta["trainings"]) else "partial"
-    except KeyboardInterrupt as exc:
-        meta["status"] = "interrupted"
-        print(f"bench.run: interrupted ({exc or 'SIGINT'}); every finished epoch is in {run_dir / 'epochs.csv'}. Resume with:\n"
-              f"  {resume_command(run_dir)}", file=sys.stderr)  # fmt: skip
-        return getattr(exc, "exit_status", 130)
     except CheckpointError as exc:
         meta["status"] = "failed"
         print(f"bench.run: error: {exc}; delete it to train that model again from epoch 1", file=sys.stderr)
@@ -193,7 +182,7 @@ def _main(argv: list[str] | None = None) -> int:
     finally:
         with interrupt.ignored():  # a second Ctrl-C must not cut the record of the first
             meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            run.save()
+            record.save()
 
     finals = _finals(read_epochs(run_dir / "epochs.csv"), meta["trainings"])
     failed = [t for t in meta["trainings"] if t["status"] != "complete"]
@@ -216,82 +205,70 @@ def _run_folder_check(function, out: str):
         raise UsageError(f"cannot create a run folder in {out}: {exc.strerror}{where}") from None
 
 
-def _train_one(run: Run, t: dict, spec: models.ModelSpec, data: datasets.Dataset, schedule: Schedule) -> None:
-    """Train, or go on training from its checkpoint, the training ``t`` of run.json; record its status there."""
-    key, device, seed = (t["model"], t["device"], t["seed"]), t["device"], t["seed"]
-    desc = f"{spec.label} {device} seed {seed}"
-    shuffle = seed_everything(seed, device)
-    model = None
+def _run_training(task: Task, record: RunRecord, writer: EpochWriter, stop, keep_checkpoints: bool) -> None:
+    """Run one training through ``train`` and record what it yields; its status ends in run.json."""
+    key, batch_size = task.key, task.config.batch_size
+    entry, checkpoints = record.trainings[key], Checkpoints(record.dir / "checkpoints")
+    status = "interrupted"  # unless it reaches its end or fails
     try:
-        model = spec.build().to(device)
-        done, row = run.checkpoints.restore(key, model, shuffle)
-        if row is not None:
-            run.writer.write(row)  # the checkpoint is saved before its row (see below): the row may be missing
-        elif t["epochs_done"]:
-            print(f"bench.run: warning: no checkpoint of {desc}; training it again from epoch 1, "
-                  "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
-        t.update(status="running", epochs_done=done)
-        run.save()
-        for epoch, lr, tr, te in epochs(model, data, shuffle, schedule, done + 1, desc, run.metrics):
-            row = {
-                "run_id": run.meta["run_id"], "dataset": data.name, "model": spec.label, "device": device, "seed": seed,
-                "epoch": epoch, "lr": lr, "train_loss": tr.loss, "train_accuracy": tr.accuracy,
-                "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
-                "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
-                "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
-            }  # fmt: skip
-            # The checkpoint first, then the row, then run.json, with signals held until all three are on
-            # disk. A row is in the CSV only once its checkpoint is saved, so a resumed training goes on after
-            # its last checkpoint's epoch and never has rows beyond it; if a crash (power, kill -9) came between
-            # checkpoint and row, the row is written from the checkpoint; EpochWriter never writes a row twice.
-            with interrupt.critical():
-                run.checkpoints.save(key, epoch, row, model, shuffle)
-                run.writer.write(row)
-                t["epochs_done"] = epoch
-                run.save()
-        if run.metrics and analysis.supports(model) and not t.get("analysed"):
-            _analyse(run, t, spec, model, data)
-        t["status"] = "complete"
+        for event in train(task, checkpoints.folder, analysed=bool(entry.get("analysed")), stop=stop):
+            if isinstance(event, Started):
+                if event.epochs_done == 0 and entry["epochs_done"]:
+                    print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1, "
+                          "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
+                record.update(key, status="running", epochs_done=event.epochs_done)
+            elif isinstance(event, Epoch):
+                # The checkpoint is saved before the row is written: a row is in the CSV only once its checkpoint is
+                # on disk, so a resumed training goes on after its checkpoint's epoch and never has rows beyond it. If
+                # a crash (power, kill -9) came between the two, the restored checkpoint's row is written here then;
+                # EpochWriter never writes a row twice.
+                writer.write(event.row)
+                record.update(key, epochs_done=event.epoch)
+                if not event.restored:
+                    _print_epoch(key, event.row, task.config.epochs)
+            elif isinstance(event, Analysis):
+                _save_analysis(record, task, event)
+            elif isinstance(event, Finished):
+                status = "complete"
     except Diverged as exc:
-        t.update(status="diverged", detail=str(exc))
-        print(f"bench.run: {desc} diverged: {exc}; the other trainings go on", file=sys.stderr)
+        status = "diverged"
+        entry["detail"] = str(exc)
+        print(f"bench.run: {key.describe()} diverged: {exc}; the other trainings go on", file=sys.stderr)
     except torch.cuda.OutOfMemoryError:
-        t.update(status="oom", detail=f"out of memory on {device} with --batch-size {schedule.batch_size}")
-        print(f"bench.run: {desc}: out of memory on {device}; start a new run with a smaller --batch-size than "
-              f"{schedule.batch_size}, or free memory and --resume it (it goes on after its last epoch)",
+        status = "oom"
+        entry["detail"] = f"out of memory on {task.device} with --batch-size {batch_size}"
+        print(f"bench.run: {key.describe()}: out of memory on {task.device}; start a new run with a smaller --batch-size "
+              f"than {batch_size}, or free memory and --resume it (it goes on after its last epoch)",
               file=sys.stderr)  # fmt: skip
-    except KeyboardInterrupt:
-        t["status"] = "interrupted"  # main() writes run.json
-        raise
-    del model  # so that after an out-of-memory error the next training gets the memory back
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-    run.save()
-    if t["status"] != "oom":  # a resume tries an out-of-memory training again, from its checkpoint
-        run.checkpoints.remove(key)
+    record.update(key, status=status)
+    if status in ("complete", "diverged") and not keep_checkpoints:  # an interrupted or oom one goes on from it
+        checkpoints.remove(key)
 
 
-def _analyse(run: Run, t: dict, spec: models.ModelSpec, model: torch.nn.Module, data: datasets.Dataset) -> None:
-    """After the last epoch: one test digit's neuron activity (RUN/activity/) and the gradient window (RUN/window.csv)."""
-    labels = {"run_id": run.meta["run_id"], "dataset": data.name, "model": spec.label, "device": t["device"],
-              "seed": t["seed"], "epoch": t["epochs_done"]}  # fmt: skip
-    name = Path(file_name((t["model"], t["device"], t["seed"]))).with_suffix(".npz").name
-    config = {"reset": getattr(spec.config, "reset", ""), "decay": getattr(spec.config, "decay", "")}
-    arrays = analysis.neuron_activity(model, data.test)
-    rows = [{**labels, **config, **row} for row in analysis.window(model, data.test)]
-    with interrupt.critical():  # a whole file, all of a training's rows and the record of both, or nothing
-        analysis.save_activity(run.dir / "activity" / name, arrays, **labels)
-        analysis.save_window(run.dir / "window.csv", rows)
-        t["analysed"] = True  # a resume (after a signal that came during the analysis) does not append the rows again
-        run.save()
+def _print_epoch(key: TrainingKey, row: dict, epochs: int) -> None:
+    """A line per finished epoch, terminal or not (tqdm's bars show only on a terminal)."""
+    print(f"bench.run: {key.describe()} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, "
+          f"test accuracy {row['test_accuracy']:.4f}, {row['train_seconds']:.2f} s training", file=sys.stderr)  # fmt: skip
+
+
+def _save_analysis(record: RunRecord, task: Task, event: Analysis) -> None:
+    """One test digit's neuron activity (RUN/activity/) and the gradient window (RUN/window.csv): a whole file and all of
+    a training's rows, then the record of both, so that a resume never appends the rows again."""
+    key = task.key
+    labels = {"run_id": task.run_id, "dataset": task.dataset, "model": key.model, "device": key.device, "seed": key.seed,
+              "epoch": event.epoch}  # fmt: skip
+    config = {"reset": getattr(task.model.config, "reset", ""), "decay": getattr(task.model.config, "decay", "")}
+    analysis.save_activity(record.dir / "activity" / f"{key.file_stem()}.npz", event.activity, **labels)
+    analysis.save_window(record.dir / "window.csv", [{**labels, **config, **row} for row in event.window])
+    record.update(key, analysed=True)
 
 
 def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:
     """The last row of each complete training, with its total training seconds as ``seconds_sum``."""
-    complete = {(t["model"], t["device"], t["seed"]) for t in trainings if t["status"] == "complete"}
+    complete = {TrainingKey.of(t) for t in trainings if t["status"] == "complete"}
     finals: dict[tuple, dict] = {}
     for r in rows:  # in file order: a training's epochs ascend
-        key = (r["model"], r["device"], r["seed"])
+        key = TrainingKey.of(r)
         if key in complete:
             finals[key] = dict(r, seconds_sum=finals.get(key, {}).get("seconds_sum", 0.0) + r["train_seconds"])
     return list(finals.values())

@@ -22,17 +22,18 @@ from tabulate import tabulate
 
 import models
 from bench import peers
+from bench.cli import Parser, UsageError, positive
+from bench.config import TrainConfig
 from bench.devices import DeviceError, resolve_devices
 from bench.loop import training_step
-from bench.run import Parser, UsageError, positive
 from bench.timing import synchronizer
 
 COLUMNS = ["implementation", "device", "batch_size", "time_steps", "median_seconds", "min_seconds", "max_seconds", "repeats"]
 
 
 def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """The training loop's own step (forward, backward, SGD), bound to one batch."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+    """The training loop's own step (forward, backward, the default config's optimizer), bound to one batch."""
+    optimizer = TrainConfig().make_optimizer(model.parameters(), lr=0.01)
     return lambda: training_step(model, optimizer, x, y)
 
 

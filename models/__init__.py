@@ -1,6 +1,6 @@
 """Models behind one registry. Importing this package registers every model."""
 
 from models import ffn, snn, snn_reference  # noqa: F401  (registration side effect)
-from models.registry import MODELS, ModelSpec, SpecError, available, build, parse_spec, register
+from models.registry import INFO, MODELS, ModelInfo, ModelSpec, SpecError, available, build, parse_spec, register
 
-__all__ = ["MODELS", "ModelSpec", "SpecError", "available", "build", "parse_spec", "register"]
+__all__ = ["INFO", "MODELS", "ModelInfo", "ModelSpec", "SpecError", "available", "build", "parse_spec", "register"]

@@ -11,7 +11,7 @@ from models.activity import Activity, Synapse
 from models.registry import check_positive, register
 
 
-@register("ffn")
+@register("ffn", kind="baseline")  # its layer2 has no nonlinearity: layer2_* activity is NaN
 class FFN(nn.Module):
     @dataclass(frozen=True)
     class Config:

@@ -45,10 +45,22 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``-march=native`` builds differ between CPUs, so the cache is kept per model)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
 def _compile() -> Path:
     flags = ["-O3", "-march=native", "-shared", "-fPIC"]
-    from bench.devices import cpu_model
-
     tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + cpu_model().encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "snnbench"
     lib = cache / f"masks-{tag}.so"

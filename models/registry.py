@@ -1,5 +1,9 @@
 """The model registry: one name -> one model class with a typed config.
 
+Each entry also says what the harness needs to know about the model (``ModelInfo``): whether it
+is a spiking model or a non-spiking baseline, the names of its weight layers (the metrics' columns),
+and how many steps its input needs to reach the logits (the gradient window skips the rest).
+
 A model on the command line is a *spec*: ``NAME[:key=value,...]``, for example
 ``snn:reset=proportional,time_steps=32``. Keys are the fields of that model's
 ``Config`` dataclass. The canonical spec (only non-default keys, sorted) is the
@@ -11,26 +15,39 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 MODELS: dict[str, type[nn.Module]] = {}
+INFO: dict[str, ModelInfo] = {}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the harness knows of a registered model, beyond its config."""
+
+    kind: Literal["spiking", "baseline"]  # the report pairs every spiking model with every baseline
+    layers: tuple[str, ...] = ("layer1", "layer2")  # weight layers, as ``activity`` names them: layer1_* columns, ...
+    delay: int = 0  # steps from an input step to the logits: the last ``delay`` input steps never reach them
 
 
 class SpecError(ValueError):
     """A model spec that cannot be built: unknown name, unknown key or bad value."""
 
 
-def register(name: str):
-    """Class decorator: ``@register("snn")`` on an ``nn.Module`` with a ``Config`` dataclass."""
+def register(name: str, kind: Literal["spiking", "baseline"], layers: tuple[str, ...] = ("layer1", "layer2"), delay: int = 0):
+    """Class decorator: ``@register("snn", kind="spiking", delay=2)`` on an ``nn.Module`` with a ``Config`` dataclass."""
+    info = ModelInfo(kind, tuple(layers), delay)
+    if kind not in ("spiking", "baseline"):
+        raise ValueError(f"kind must be spiking or baseline, got {kind!r}")
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
         if name in MODELS:
             raise ValueError(f"model {name!r} is already registered")
         if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
             raise TypeError(f"{cls.__name__} needs a dataclass attribute 'Config'")
-        MODELS[name] = cls
+        MODELS[name], INFO[name] = cls, info
         return cls
 
     return deco
@@ -69,6 +86,16 @@ class ModelSpec:
             if getattr(self.config, f.name) != getattr(default, f.name)
         ]
         return self.name + (":" + ",".join(changed) if changed else "")
+
+    @property
+    def info(self) -> ModelInfo:
+        return INFO[self.name]
+
+    def record(self) -> dict[str, Any]:
+        """What run.json keeps of the model: its name, full config and registry facts."""
+        info = self.info
+        return {"name": self.name, "config": vars(self.config), "kind": info.kind, "layers": list(info.layers),
+                "delay": info.delay}  # fmt: skip
 
     def build(self) -> nn.Module:
         return MODELS[self.name](self.config)

@@ -64,7 +64,7 @@ class NeuronRecurrence(torch.autograd.Function):
         return grad_current, None, None, None, None, None
 
 
-@register("snn")
+@register("snn", kind="spiking", delay=2)  # two one-step delays, as snn-reference
 class SNN(SNNReference):
     """Same config, parameters, ``masks`` argument and results as ``snn-reference``; much less work per step."""
 

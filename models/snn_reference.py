@@ -63,7 +63,7 @@ class SpikingLayer(nn.Module):
         return (v, o), (v_new, o_new)
 
 
-@register("snn-reference")
+@register("snn-reference", kind="spiking", delay=2)  # each layer returns its previous step
 class SNNReference(nn.Module):
     @dataclass(frozen=True)
     class Config:

@@ -24,14 +24,14 @@ def mini():
 def test_activity_of_one_digit_has_every_step_and_neuron(mini):
     model = models.build("snn:time_steps=10,hidden=7")
     before = torch.get_rng_state()
-    a = neuron_activity(model, mini.test, index=3)
+    a = neuron_activity(model, mini.test, mini.info.input_shape, index=3)
     assert torch.equal(torch.get_rng_state(), before)  # its fixed masks leave the training's generator alone
     assert a["layer1_v"].shape == a["layer1_o"].shape == (10, 7)
     assert a["layer2_v"].shape == a["layer2_o"].shape == (10, 10)
     assert a["image"].shape == (28, 28) and a["image"].min() >= -0.5 and a["logits"].shape == (10,)
     assert a["label"] == mini.test.labels[3].item() and a["index"] == 3
     assert (a["layer1_o"] >= 0).all()
-    b = neuron_activity(model, mini.test, index=3)
+    b = neuron_activity(model, mini.test, mini.info.input_shape, index=3)
     assert all(np.array_equal(a[k], b[k]) for k in a)  # fixed masks: the same picture every time
 
 
@@ -50,7 +50,7 @@ def one_spike_net(reset="subtract"):
 @pytest.mark.parametrize("reset", ["subtract", "proportional"])
 def test_window_of_a_single_spike_is_the_decay_to_the_power_dt(reset):
     split = data.Split(torch.zeros(1, 1), torch.tensor([0]))
-    rows = window(one_spike_net(reset), split)
+    rows = window(one_spike_net(reset), split, delay=2)
     assert [r["pairs"] for r in rows] == [1, 1, 1, 1, 0, 0]  # one spike at step 4: inputs at steps 4, 3, 2, 1
     got = [r["relative"] for r in rows[:4]]
     assert got == pytest.approx([0.9**dt for dt in range(4)], rel=1e-5)
@@ -63,7 +63,7 @@ def test_window_decays_with_dt_on_a_small_fixed_network(mini, reset):
     model = models.build(f"snn:time_steps=48,reset={reset}")
     with torch.no_grad():
         model.layer1.fc.weight.mul_(2)  # more spikes than at initialisation: more pairs
-    rows = window(model, mini.test, samples=50)
+    rows = window(model, mini.test, delay=2, samples=50)
     assert len(rows) == MAX_DT + 1 and rows[0]["relative"] == 1.0
     relative = np.array([r["relative"] for r in rows])
     isolated = np.array([r["isolated_relative"] for r in rows])
@@ -116,7 +116,7 @@ def test_a_signal_during_the_analysis_does_not_write_its_rows_twice(tmp_path, mo
     real = bench.analysis.save_window
 
     def save_then_signal(path, rows):
-        os.kill(os.getpid(), signal.SIGINT)  # arrives inside the critical section: held until it ends
+        os.kill(os.getpid(), signal.SIGINT)  # only asks the run to stop: the file, the rows and their record are whole
         real(path, rows)
 
     monkeypatch.setattr(bench.analysis, "save_window", save_then_signal)

@@ -61,6 +61,10 @@ SMALL += ["--no-report"]
         (["--lr", "inf"], "argument --lr: expected a positive float, got 'inf'"),
         (["--seeds", "1.5"], "argument --seeds: invalid int value: '1.5'"),
         (["--seeds", "one"], "argument --seeds: invalid int value: 'one'"),
+        (["--momentum", "1.5"], "argument --momentum: expected a number in [0, 1), got '1.5'"),
+        (["--models", "snn:n_in=10"], "snn:n_in=10: n_in=10 does not fit mnist-mini, whose samples have 784 inputs (1x28x28)"),
+        (["--models", "ffn:n_in=10"], "ffn:n_in=10: n_in=10 does not fit mnist-mini"),
+        (["--models", "snn:n_out=5"], "snn:n_out=5: n_out=5 does not fit mnist-mini, which has 10 classes"),
     ],
 )
 def test_bad_arguments(tmp_path, capsys, args, message):

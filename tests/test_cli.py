@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.results import COLUMNS
+from bench.schema import COLUMNS
 
 
 def bench_run(*args, cwd=None):

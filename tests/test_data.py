@@ -141,3 +141,23 @@ def test_a_data_dir_that_is_a_file_is_an_error(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(data.DataError, match="is not a folder"):
         data.load("mnist", tmp_path / "file")
+
+
+def test_datasets_come_from_a_registry_with_what_models_must_fit():
+    assert data.available() == ["fashion-mnist", "mnist", "mnist-mini"]
+    info = data.info("mnist-mini")
+    assert info.input_shape == (1, 28, 28) and info.n_inputs == 784 and info.n_classes == 10
+    assert data.info("fashion-mnist").class_names[-1] == "Ankle boot"
+    assert data.load("mnist-mini").info == info
+    with pytest.raises(data.DataError, match="unknown dataset 'cifar'; choose from fashion-mnist, mnist, mnist-mini"):
+        data.load("cifar")
+
+
+def test_a_model_is_checked_against_the_dataset_before_anything_runs():
+    import models
+
+    data.check_fits("snn", models.parse_spec("snn").config, "mnist-mini")
+    with pytest.raises(ValueError, match="n_in=10 does not fit mnist-mini, whose samples have 784 inputs"):
+        data.check_fits("ffn:n_in=10", models.parse_spec("ffn:n_in=10").config, "mnist-mini")
+    with pytest.raises(ValueError, match="n_out=5 does not fit fashion-mnist, which has 10 classes"):
+        data.check_fits("snn:n_out=5", models.parse_spec("snn:n_out=5").config, "fashion-mnist")

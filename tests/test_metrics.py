@@ -114,6 +114,23 @@ def test_timed_counter_gives_every_column_and_its_seconds():
     assert v["dense_ops"] == 4 * 784 * 100 + 5 * 100 * 10
 
 
+def test_the_columns_are_those_of_the_layers_the_registry_names():
+    """Columns for each layer the model's entry declares: a declared layer without a nonlinearity is NaN (the FFN's
+    layer2), an activity name nobody declared is an error, not a quiet loss."""
+    from bench.schema import metric_columns
+
+    x = torch.rand(4, 784) - 0.5
+    counter = Counter(("layer1", "layer2", "layer3"))
+    counter.add(models.build("ffn").activity(x))
+    v = counter.values()
+    assert list(v) == metric_columns(("layer1", "layer2", "layer3"))[1:]
+    assert v["layer1_firing_rate"] > 0 and all(v[f"layer{n}_firing_rate"] != v[f"layer{n}_firing_rate"] for n in (2, 3))
+    only_one = Counter(("layer1",))
+    only_one.add(models.build("snn:time_steps=4").activity(x))
+    with pytest.raises(ValueError, match="layer2.*not among the layers"):
+        only_one.values()
+
+
 def test_counts_on_cuda_equal_the_cpu_counts():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device here")

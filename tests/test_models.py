@@ -66,7 +66,9 @@ def test_activity_gives_the_forward_logits_and_layer_shapes(model):
     act = model.activity(x)
     torch.testing.assert_close(act.logits, logits, rtol=1e-5, atol=1e-6)
     assert [s.name for s in act.synapses][0] == "layer1" and "layer1" in act.outputs
-    steps = getattr(model.config, "time_steps", 3) - 2  # one step without a time axis
+    (info,) = (models.INFO[n] for n, cls in models.MODELS.items() if cls is type(model))
+    assert {s.name for s in act.synapses} | set(act.outputs) <= set(info.layers)  # the registry names every layer
+    steps = getattr(model.config, "time_steps", 1 + info.delay) - info.delay  # the steps that reach the logits
     for syn in act.synapses:
         assert syn.inputs.dim() == 3 and syn.inputs.shape[1] == 5 and syn.inputs.shape[2] == syn.weight.shape[1]
     assert act.synapses[0].inputs.shape[0] == max(steps, 1)

@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 import pytest
+import torch
 from torch import nn
 
 import models
@@ -15,7 +16,7 @@ def test_available_lists_the_spec_models():
 def test_duplicate_name_raises():
     with pytest.raises(ValueError, match="already registered"):
 
-        @register("ffn")
+        @register("ffn", kind="baseline")
         class Again(nn.Module):
             @dataclass
             class Config:
@@ -25,11 +26,40 @@ def test_duplicate_name_raises():
 def test_registration_needs_a_config_dataclass():
     with pytest.raises(TypeError, match="Config"):
 
-        @register("no-config-model")
+        @register("no-config-model", kind="spiking")
         class NoConfig(nn.Module):
             pass
 
     assert "no-config-model" not in MODELS
+
+
+def test_an_entry_must_say_whether_it_is_spiking_or_a_baseline():
+    with pytest.raises(ValueError, match="kind must be spiking or baseline"):
+        register("odd-model", kind="ffn")
+    assert "odd-model" not in MODELS
+
+
+def test_entries_carry_what_the_harness_needs_to_know():
+    """The report pairs by kind, the metrics name columns by layer, the gradient window skips ``delay`` steps."""
+    assert parse_spec("ffn").info == models.ModelInfo("baseline", ("layer1", "layer2"), 0)
+    for name in ("snn", "snn-reference"):
+        assert parse_spec(name).info == models.ModelInfo("spiking", ("layer1", "layer2"), 2)
+    record = parse_spec("snn:time_steps=8").record()
+    assert record["kind"] == "spiking" and record["config"]["time_steps"] == 8 and record["layers"] == ["layer1", "layer2"]
+
+
+@pytest.mark.parametrize("name", [n for n in models.available() if models.INFO[n].delay])
+def test_the_delay_is_where_the_input_stops_reaching_the_logits(name):
+    """Changing the input at the last ``delay`` steps changes no logit; changing it one step earlier does."""
+    model, delay = models.build(f"{name}:time_steps=6"), parse_spec(name).info.delay
+    x = torch.rand(3, 784) - 0.5
+    masks = torch.rand(6, 3, 784)
+    base = model(x, masks=masks)
+    late, early = masks.clone(), masks.clone()
+    late[6 - delay :] = torch.rand(delay, 3, 784)
+    early[6 - delay - 1] = torch.rand(3, 784)
+    torch.testing.assert_close(model(x, masks=late), base, rtol=0, atol=0)
+    assert not torch.equal(model(x, masks=early), base)
 
 
 def test_unknown_name_lists_known_sorted():

@@ -5,7 +5,8 @@ import threading
 import pytest
 
 from bench import results
-from bench.results import COLUMNS, EpochWriter, PartialLineWarning, read_epochs, repair_csv
+from bench.results import EpochWriter, PartialLineWarning, read_epochs, repair_csv
+from bench.schema import COLUMNS
 
 
 def row(epoch, model="ffn", seed=0, loss=0.5):
@@ -114,3 +115,26 @@ def test_a_run_folder_is_locked_while_a_process_writes_it(tmp_path):
             results.lock_run_dir(tmp_path)  # a second open of the folder: another process, to flock
     with results.holding_locks():
         results.lock_run_dir(tmp_path)  # released on leaving the first block
+
+
+def test_a_file_is_written_and_read_by_header_name_whatever_its_layers(tmp_path):
+    """A model with three layers gets layer3_* columns; any header made of known columns reads and appends."""
+    from bench import schema
+
+    columns = schema.header(["layer1", "layer2", "layer3"])
+    assert columns[: len(schema.COLUMNS) - 4] == schema.COLUMNS[:-4] and "layer3_firing_rate" in columns
+    assert schema.header(["layer1", "layer2"]) == schema.COLUMNS  # every built-in model's run: the 0.2 header
+    path = tmp_path / "epochs.csv"
+    with EpochWriter(path, columns) as writer:
+        writer.write({**row(1), "layer3_firing_rate": 0.25})
+    with EpochWriter(path) as writer:  # reopened: the file's header is kept
+        assert writer.columns == columns and writer.missing == []
+        writer.write(row(2))
+    back = read_epochs(path)
+    assert back[0]["layer3_firing_rate"] == 0.25 and back[1]["layer3_firing_rate"] != back[1]["layer3_firing_rate"]
+    assert schema.header_problem(columns) is None and schema.header_problem(schema.BASE_COLUMNS) is None
+    assert "lacks the column(s) seed" in schema.header_problem([c for c in columns if c != "seed"])
+    assert "does not know: colour" in schema.header_problem([*columns, "colour"])
+    (tmp_path / "odd.csv").write_text(",".join([*schema.BASE_COLUMNS, "colour"]) + "\n")
+    with pytest.raises(ValueError, match="does not know: colour"):
+        EpochWriter(tmp_path / "odd.csv")

@@ -12,9 +12,12 @@ import torch
 
 import bench.loop
 import bench.run
+import bench.train
 from bench import interrupt
-from bench.results import OLD_COLUMNS, csv_columns, read_epochs
 from bench.run import main
+from bench.schema import BASE_COLUMNS as OLD_COLUMNS  # what snnbench 0.1 wrote
+from bench.schema import csv_columns, read_epochs
+from bench.train import Epoch
 
 TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
 SMALL = ["--device", "cpu", "--dataset", "mnist-mini", "--max-batches", "2", "--batch-size", "100", "--no-report"]
@@ -32,25 +35,24 @@ def only_run(out):
 
 
 def interrupt_after_epoch(n, signum=signal.SIGINT):
-    """Replace the loop's epochs() by one that gets a signal once the first training's epoch ``n`` is recorded."""
-    real, calls = bench.run.epochs, []
+    """Replace bench.run's train() by one that gets a signal once the first training's epoch ``n`` is recorded."""
+    real, calls = bench.run.train, []
 
-    def epochs(*args, **kwargs):
+    def train(*args, **kwargs):
         calls.append(1)
-        for i, item in enumerate(real(*args, **kwargs), start=1):
-            yield item  # the row and checkpoint are written before the generator goes on
-            if len(calls) == 1 and i == n:
-                os.kill(os.getpid(), signum)
-                time.sleep(1)  # the handler raises Interrupted while we wait
+        for event in real(*args, **kwargs):
+            yield event  # the row and checkpoint are written before the generator goes on
+            if len(calls) == 1 and isinstance(event, Epoch) and event.epoch == n:
+                os.kill(os.getpid(), signum)  # the handler only asks the training to stop: it does at its next batch
 
-    return epochs
+    return train
 
 
 def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
     argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run, "epochs", interrupt_after_epoch(1))
+        m.setattr(bench.run, "train", interrupt_after_epoch(1))
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     run_dir = only_run(tmp_path / "cut")
     err = capsys.readouterr().err
@@ -72,7 +74,7 @@ def test_a_crash_between_checkpoint_and_row_and_a_partial_line_lose_nothing(tmp_
     argv = ["--models", "ffn", "--epochs", "3", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run, "epochs", interrupt_after_epoch(2))
+        m.setattr(bench.run, "train", interrupt_after_epoch(2))
         assert main([*argv, "--out", str(tmp_path / "cut"), "--keep-checkpoints"]) == 130
     run_dir = only_run(tmp_path / "cut")
     # as if the power went out while row 2 was being written, after its checkpoint was saved
@@ -89,7 +91,7 @@ def test_a_run_started_before_the_metric_columns_resumes_in_its_own_format(tmp_p
     argv = ["--models", "ffn", "--epochs", "3", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run, "epochs", interrupt_after_epoch(1))
+        m.setattr(bench.run, "train", interrupt_after_epoch(1))
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     run_dir = only_run(tmp_path / "cut")
     # as snnbench 0.1 left it: the first 16 columns only, and no "no_metrics" among the recorded arguments
@@ -114,15 +116,38 @@ def test_resuming_a_finished_run_changes_no_row(tmp_path, capsys):
     assert (run_dir / "epochs.csv").read_bytes() == before
 
 
-def test_a_signal_inside_a_critical_section_waits_for_its_end():
+def test_while_a_run_runs_a_signal_only_asks_it_to_stop():
     done = []
-    with interrupt.handlers():
-        with pytest.raises(interrupt.Interrupted) as info:
-            with interrupt.critical():
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(0.1)
-                done.append("all of it")
-    assert done == ["all of it"] and info.value.exit_status == 143
+    with interrupt.handlers():  # as bench.run before its run folder exists: a signal raises
+        with interrupt.stopping() as stop:  # then, while it runs: a signal is a request
+            assert not stop()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            os.kill(os.getpid(), signal.SIGINT)  # a second one changes nothing
+            done.append("all of it")
+        assert stop() and stop.signum == signal.SIGTERM and interrupt.exit_status(stop.signum) == 143
+        with pytest.raises(interrupt.Interrupted):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+    assert done == ["all of it"]
+
+
+def test_a_signal_in_the_middle_of_an_epoch_stops_it_within_a_batch(tmp_path, capsys, monkeypatch):
+    real, steps = bench.loop.training_step, []
+
+    def training_step(*args):
+        steps.append(1)
+        if len(steps) == 3:  # the second epoch's first batch (two batches per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args)
+
+    monkeypatch.setattr(bench.loop, "training_step", training_step)
+    assert main(["--models", "ffn", "--epochs", "3", *SMALL, "--out", str(tmp_path)]) == 130
+    assert len(steps) == 3  # the step under way finished; the epoch's next batch never started
+    run_dir = only_run(tmp_path)
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "interrupted" and meta["trainings"][0]["epochs_done"] == 1
+    assert [r["epoch"] for r in read_epochs(run_dir / "epochs.csv")] == [1]
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -182,7 +207,7 @@ def test_a_huge_learning_rate_diverges(tmp_path, capsys):
 
 
 def test_out_of_memory_stops_that_training_only_and_a_resume_tries_it_again(tmp_path, capsys, monkeypatch):
-    real = bench.loop.train_epoch
+    real = bench.train.train_epoch
 
     def train_epoch(model, *args, **kwargs):
         if type(model).__name__ == "SNN" and real_calls[0] >= 1:  # its second epoch runs out of memory
@@ -193,7 +218,7 @@ def test_out_of_memory_stops_that_training_only_and_a_resume_tries_it_again(tmp_
     real_calls = [0]
     argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "2", *SMALL]
     with monkeypatch.context() as m:
-        m.setattr(bench.loop, "train_epoch", train_epoch)
+        m.setattr(bench.train, "train_epoch", train_epoch)
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 1
     run_dir = only_run(tmp_path / "cut")
     meta = json.loads((run_dir / "run.json").read_text())

@@ -2,8 +2,10 @@
 
 run.json keeps the parsed arguments under ``"args"``; ``to_argv`` turns them back into a
 command line, so a resumed run goes through the very same parser and checks as a new one.
-Its ``"trainings"`` list holds each (model, device, seed)'s status (pending, running, complete,
-diverged, oom, interrupted) and epochs done.
+The training config is recorded from its dataclass (``"schedule"``), each model with its registry
+facts (``"models"``), and the ``"trainings"`` list holds each training's key (model, device, seed),
+status (pending, running, complete, diverged, oom, interrupted) and epochs done. Only bench.run's
+process writes it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.results import COLUMNS, OLD_COLUMNS, command_line, csv_columns, environment, lock_run_dir, repair_csv, write_json
+from bench import config as train_config
+from bench.results import lock_run_dir, repair_csv, write_json
+from bench.schema import csv_columns, header_problem
 
 # Only options that change no number in the results may be given with --resume; repeating
 # any other option with its recorded value is harmless, a different value is an error.
@@ -32,14 +38,13 @@ def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
     """The parsed arguments as run.json keeps them: canonical model labels, resolved devices, absolute paths."""
     return {
         "models": [s.label for s in args.specs], "device": list(args.devices), "dataset": args.dataset,
-        "data_dir": os.path.abspath(args.data_dir), "epochs": args.epochs, "lr": list(args.lr),
-        "momentum": args.momentum, "batch_size": args.batch_size, "seeds": list(args.seeds),
-        "max_batches": args.max_batches, "out": os.path.abspath(args.out),
-        "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints, "no_metrics": args.no_metrics,
+        "data_dir": os.path.abspath(args.data_dir), **train_config.recorded_args(args.config), "seeds": list(args.seeds),
+        "out": os.path.abspath(args.out), "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints,
+        "no_metrics": args.no_metrics,
     }  # fmt: skip
 
 
-def new_record(args: argparse.Namespace, run_id: str, schedule) -> dict[str, Any]:
+def new_record(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
     """The run.json of a new run: provenance, every hyperparameter, the arguments, each training pending."""
     return {
         "run_id": run_id,
@@ -50,10 +55,8 @@ def new_record(args: argparse.Namespace, run_id: str, schedule) -> dict[str, Any
         "dataset": args.dataset,
         "devices": args.devices,
         "seeds": args.seeds,
-        "schedule": {"epochs": schedule.epochs, "lrs": list(schedule.lrs), "momentum": schedule.momentum,
-                     "batch_size": schedule.batch_size, "max_batches": schedule.max_batches,
-                     "optimizer": "SGD, fresh each epoch"},
-        "models": {s.label: {"name": s.name, "config": vars(s.config)} for s in args.specs},
+        "schedule": args.config.record(),
+        "models": {s.label: s.record() for s in args.specs},
         "environment": environment(),
         "args": recorded_args(args),
         "trainings": [{"model": s.label, "device": d, "seed": seed, "status": "pending", "epochs_done": 0}
@@ -105,8 +108,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         raise ResumeError(f"--resume {run_dir}: run.json has no recorded arguments or trainings; it cannot be resumed")
     csv_path = run_dir / "epochs.csv"
     columns = csv_columns(csv_path) if csv_path.exists() else None  # None: no file, or a cut-off header (repaired later)
-    if columns is not None and columns not in (COLUMNS, OLD_COLUMNS):
-        raise ResumeError(f"--resume {run_dir}: epochs.csv has other columns than this version writes")
+    if columns is not None and header_problem(columns):
+        raise ResumeError(f"--resume {run_dir}: epochs.csv {header_problem(columns)}")
     return meta
 
 
@@ -127,3 +130,47 @@ def open_run(run_dir: Path, meta: dict[str, Any]) -> None:
 
 def resume_command(run_dir: str | Path) -> str:
     return f"{Path(sys.executable).name} -m bench.run --resume {shlex.quote(str(run_dir))}"
+
+
+def environment() -> dict[str, Any]:
+    """Software versions and hardware, for run.json and the report's provenance section."""
+    import torch
+    import torchvision
+
+    import bench
+    from bench.devices import available_devices, cpu_model, device_name
+    from models.masks import generator_name
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "snnbench": bench.__version__,
+        "git_commit": _git_commit(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_mask_generator": generator_name("cpu"),
+        "devices": {d: device_name(d) for d in available_devices()},
+        "cuda": torch.version.cuda,
+    }
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()  # fmt: skip
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, "-m", "bench.run", *sys.argv[1:]])

@@ -1,0 +1,49 @@
+"""The one argument parser of snnbench's commands: a user's mistake is one line and exit status 2.
+
+Imports no torch, so ``python -m report`` can use it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+class UsageError(Exception):
+    """A user's mistake: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, whose errors raise ``error_class`` (one line) instead of printing usage and exiting."""
+
+    error_class: type[Exception] = UsageError
+
+    def error(self, message: str):
+        raise self.error_class(message)
+
+
+def positive(kind):
+    """An argparse type: a finite number of ``kind`` above zero."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def fraction_below_one(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value

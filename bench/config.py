@@ -1,0 +1,102 @@
+"""How one model is trained: ``TrainConfig``, the schedule and the optimizer it builds, in one frozen dataclass.
+
+Each field that a user may set carries its command-line flag in its metadata (``option``). The
+parser (``add_options``), the checks, run.json (``dataclasses.asdict``, under ``"schedule"``) and
+``--resume`` all read the fields, so a new hyperparameter is one field here and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.cli import fraction_below_one, positive
+
+
+def option(default: Any, flag: str, help: str, parse=None, nargs: str | None = None, shown: str | None = None):
+    """A field that ``--flag`` sets; ``parse`` is its argparse type and also checks values given in Python."""
+    meta = {"flag": flag, "help": help, "parse": parse, "nargs": nargs, "shown": shown}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The 2018 schedule by default: 3 epochs at lr 0.1, 0.05, 0.01, SGD with momentum 0.5, batches of 1000."""
+
+    epochs: int = option(3, "--epochs", "epochs per training", positive(int))
+    lrs: tuple[float, ...] = option(
+        (0.1, 0.05, 0.01), "--lr", "learning rate of each epoch; the last repeats", positive(float), "+", "0.1 0.05 0.01"
+    )
+    momentum: float = option(0.5, "--momentum", "SGD momentum", fraction_below_one)
+    batch_size: int = option(1000, "--batch-size", "training and test batch size", positive(int))
+    max_batches: int | None = option(None, "--max-batches", "cap on training and test batches per epoch", positive(int),
+                                     shown="no cap")  # fmt: skip
+    optimizer: str = "sgd"  # the only one so far; an Adam option is a new choice here and a flag
+    # The 2018 notebook made a new optimizer each epoch: SGD's momentum buffer starts at zero again.
+    # Otherwise the optimizer's state goes on, and checkpoints carry it.
+    fresh_optimizer: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "lrs", tuple(self.lrs))  # a list from JSON or argparse
+        for f in dataclasses.fields(self):
+            parse, value = f.metadata.get("parse"), getattr(self, f.name)
+            for v in (value if isinstance(value, tuple) else (value,)) if parse and value is not None else ():
+                try:
+                    parse(repr(v))
+                except argparse.ArgumentTypeError as exc:
+                    raise ValueError(f"{f.metadata['flag']}: {exc}") from None
+        if self.optimizer != "sgd":
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from sgd")
+
+    def lr(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (counted from 1)."""
+        return self.lrs[min(epoch, len(self.lrs)) - 1]
+
+    def make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum)
+
+    def optimizer_for(self, epoch: int, params, previous: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
+        """The optimizer of ``epoch``: a new one when the schedule wants it fresh (or there is none yet), else
+        ``previous`` with the epoch's learning rate."""
+        lr = self.lr(epoch)
+        if previous is None or self.fresh_optimizer:
+            return self.make_optimizer(params, lr)
+        for group in previous.param_groups:
+            group["lr"] = lr
+        return previous
+
+    def record(self) -> dict[str, Any]:
+        """As run.json keeps it (``"schedule"``)."""
+        return {**dataclasses.asdict(self), "lrs": list(self.lrs)}
+
+
+def _flagged() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(TrainConfig) if "flag" in f.metadata]
+
+
+def dest(f: dataclasses.Field) -> str:
+    """The argparse destination of a field's flag (``--lr`` -> ``lr``): the key of run.json's ``"args"``."""
+    return f.metadata["flag"].lstrip("-").replace("-", "_")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """One option per flagged field of TrainConfig, its default shown in the help."""
+    for f in _flagged():
+        m = f.metadata
+        shown = m["shown"] or f.default
+        kwargs = {"nargs": m["nargs"]} if m["nargs"] else {}
+        default = list(f.default) if isinstance(f.default, tuple) else f.default
+        parser.add_argument(m["flag"], type=m["parse"], default=default, help=f"{m['help']} (default: {shown})", **kwargs)
+
+
+def from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, dest(f)) for f in _flagged()})
+
+
+def recorded_args(config: TrainConfig) -> dict[str, Any]:
+    """The config's options as run.json's ``"args"`` keeps them (lists, not tuples)."""
+    return {dest(f): list(v) if isinstance(v := getattr(config, f.name), tuple) else v for f in _flagged()}

@@ -1,0 +1,180 @@
+"""What a run's files hold, by name: the columns of ``epochs.csv`` and ``window.csv``, the training key,
+the kinds of model. Imports neither torch nor the rest of bench: the report and any other reader use it as is.
+
+``epochs.csv`` is read and written by header name. Its header is fixed when the file is made:
+the base columns (snnbench 0.1 wrote only these), then the activity and cost columns of the run's
+layers (bench/metrics.py fills them; a model with more layers adds ``layer3_*`` and so on). A file
+with any header made of known columns, and holding every base column, can be read and resumed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import re
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+BASE_COLUMNS = [
+    "run_id", "dataset", "model", "device", "seed", "epoch", "lr",
+    "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    "train_seconds", "eval_seconds", "train_samples_per_second",
+    "train_samples", "test_samples",
+]  # fmt: skip
+LAYER_METRICS = ("firing_rate", "silent_share", "mean_when_firing", "sparsity")
+DEFAULT_LAYERS = ("layer1", "layer2")  # the built-in models' layers, and the columns every run has had since 0.2
+NETWORK_METRICS = ("activation_sparsity", "dense_ops", "effective_macs", "effective_acs")
+_LAYER_COLUMN = re.compile(r"(layer\d+)_(" + "|".join(LAYER_METRICS) + r")")
+
+
+def layer_columns(layers: Iterable[str]) -> list[str]:
+    return [f"{layer}_{metric}" for layer in layers for metric in LAYER_METRICS]
+
+
+def metric_columns(layers: Iterable[str] = DEFAULT_LAYERS) -> list[str]:
+    """The activity and cost columns for these layers, in the order epochs.csv has them."""
+    return ["metrics_seconds", *layer_columns(layers), *NETWORK_METRICS]
+
+
+METRIC_COLUMNS = metric_columns()
+COLUMNS = BASE_COLUMNS + METRIC_COLUMNS  # the header of a run of two-layer models (every built-in one)
+INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
+STR_COLUMNS = {"run_id", "dataset", "model", "device"}
+
+
+def header(layers: Iterable[str] = DEFAULT_LAYERS) -> list[str]:
+    """The header of a new epochs.csv whose models have these layers (at least the default two, in order)."""
+    names = list(dict.fromkeys([*DEFAULT_LAYERS, *layers]))
+    return BASE_COLUMNS + metric_columns(sorted(names, key=_layer_number))
+
+
+def _layer_number(name: str) -> tuple[int, str]:
+    digits = re.sub(r"\D", "", name)
+    return (int(digits) if digits else 0, name)
+
+
+def is_metric(column: str) -> bool:
+    """A column of the activity and cost metrics: empty (NaN) where they were not counted."""
+    return column == "metrics_seconds" or column in NETWORK_METRICS or _LAYER_COLUMN.fullmatch(column) is not None
+
+
+def metric_layers(columns: Iterable[str]) -> list[str]:
+    """The layers that have metric columns among ``columns``, in order."""
+    found = [m.group(1) for c in columns if (m := _LAYER_COLUMN.fullmatch(c))]
+    return sorted(dict.fromkeys(found), key=_layer_number)
+
+
+def header_problem(columns: list[str] | None) -> str | None:
+    """Why a header is not one this version can read and append to (None when it can)."""
+    if columns is None:
+        return "no whole header line"
+    missing = [c for c in BASE_COLUMNS if c not in columns]
+    unknown = [c for c in columns if c not in BASE_COLUMNS and not is_metric(c)]
+    if missing:
+        return f"lacks the column(s) {', '.join(missing)}"
+    if unknown:
+        return f"has column(s) this version does not know: {', '.join(unknown)}"
+    if len(set(columns)) != len(columns):
+        return "names a column twice"
+    return None
+
+
+class TrainingKey(NamedTuple):
+    """One training of a run: the unit run.json's ``trainings``, checkpoints and analysis files are kept by."""
+
+    model: str  # the canonical spec (models.registry.ModelSpec.label)
+    device: str
+    seed: int
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> TrainingKey:
+        """The key of a CSV row or of a run.json training."""
+        return cls(str(row["model"]), str(row["device"]), int(row["seed"]))
+
+    def describe(self) -> str:
+        return f"{self.model} {self.device} seed {self.seed}"
+
+    def file_stem(self) -> str:
+        """A portable file name for the training's checkpoint and activity file; the hash keeps two labels
+        that slug alike apart."""
+        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{self.model}_{self.device}_seed{self.seed}")
+        digest = hashlib.sha1(f"{self.model}\0{self.device}\0{self.seed}".encode()).hexdigest()[:8]
+        return f"{slug}-{digest}"
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str, int, int]:
+    """What makes a row unique in one run: (model, device, seed, epoch)."""
+    return (*TrainingKey.of(row), int(row["epoch"]))
+
+
+class PartialLineWarning(UserWarning):
+    """The last line of a CSV has no newline: it was cut off mid-write and is not data."""
+
+
+def csv_columns(path: str | Path) -> list[str] | None:
+    """The header of a CSV file, or None when it has no whole first line."""
+    with open(path, newline="", errors="replace") as f:
+        first = f.readline()
+    return next(csv.reader([first])) if first.endswith("\n") else None
+
+
+def read_epochs(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of an ``epochs.csv``, typed by column name (ints, floats, strings), in file order.
+
+    A last line without its newline was cut off mid-write (power loss, a killed machine):
+    it is dropped with a PartialLineWarning, never parsed as data.
+    """
+    with open(path, newline="", errors="replace") as f:
+        text = f.read()
+    end = text.rfind("\n") + 1
+    complete, partial = text[:end], text[end:]
+    if partial:
+        warnings.warn(f"{path}: ignoring a partial last line ({len(partial)} bytes, no newline)", PartialLineWarning, 2)
+    rows = []
+    for line_no, raw in enumerate(csv.DictReader(io.StringIO(complete, newline="")), start=2):
+        try:
+            rows.append({k: typed(k, v) for k, v in raw.items()})
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}, line {line_no}: not a complete row of its {len(raw)} columns") from None
+    return rows
+
+
+def typed(column: str, text: str) -> str | int | float:
+    """One CSV cell as its column's type; an empty metric cell (not counted) is NaN."""
+    if column in STR_COLUMNS:
+        return text
+    if column in INT_COLUMNS:
+        return int(text)
+    return float(text) if text != "" or not is_metric(column) else math.nan
+
+
+# The STDP-like gradient window (bench/analysis.py): one row per training and dt.
+WINDOW_COLUMNS = [
+    "run_id", "dataset", "model", "device", "seed", "epoch", "reset", "decay", "dt",
+    "mean_abs_grad", "relative", "pairs",  # every neuron-step that fired at t
+    "isolated_mean_abs_grad", "isolated_relative", "isolated_pairs",  # those that did not fire in t-dt .. t-1 as well
+]  # fmt: skip
+
+# What a model is, as run.json records it under models[label]["kind"] (from the model registry).
+SPIKING, BASELINE = "spiking", "baseline"
+# Runs made before run.json recorded the kind: the built-in models by name.
+RECORDED_BEFORE_0_3 = {"ffn": BASELINE, "snn": SPIKING, "snn-reference": SPIKING}
+
+
+def model_kind(label: str, recorded: dict[str, Any] | None = None) -> str | None:
+    """``spiking``, ``baseline`` or None (unknown) for a model label, from its run.json record when there is one."""
+    if recorded and recorded.get("kind") in (SPIKING, BASELINE):
+        return recorded["kind"]
+    return RECORDED_BEFORE_0_3.get(label.partition(":")[0])
+
+
+def schedule(recorded: dict[str, Any] | None) -> dict[str, Any]:
+    """A run.json ``"schedule"`` in today's terms (snnbench before 0.3 wrote its optimizer as one phrase)."""
+    out = dict(recorded or {})
+    if out.get("optimizer") == "SGD, fresh each epoch":
+        out.update(optimizer="sgd", fresh_optimizer=True)
+    return out

@@ -1,0 +1,141 @@
+"""One training as a pure function: ``train(task, checkpoint_dir)`` yields what happened, and writes
+nothing but its own checkpoint.
+
+A ``Task`` (frozen, picklable) says everything a training depends on. ``train`` loads the data,
+seeds the generators, restores the task's checkpoint if there is one, and then yields events:
+
+- ``Started``: where it begins (0 epochs done, or those of the checkpoint);
+- ``Epoch``: after every epoch, once its checkpoint (weights, optimizer, RNGs, row) is on disk;
+  first, when restoring, the checkpoint's own epoch again (``restored``: its row may be missing
+  from the CSV if a crash came between the two);
+- ``Analysis``: for a spiking model with ``trace``, after the last epoch, its neuron activity and
+  gradient window (bench/analysis.py), unless ``analysed`` says they were recorded already;
+- ``Finished``: the training ran to its end.
+
+It raises ``Diverged`` (a NaN or infinite loss) and ``torch.cuda.OutOfMemoryError``; when ``stop()``
+turns true it abandons the epoch at the next batch and returns without ``Finished``. Whoever calls
+it (bench/run.py) is the only writer of epochs.csv and run.json.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench import analysis
+from bench import data as datasets
+from bench.checkpoint import Checkpoints
+from bench.config import TrainConfig
+from bench.loop import Diverged, Stopped, evaluate, seed_everything, train_epoch
+from bench.schema import TrainingKey
+from models import ModelSpec
+
+
+@dataclass(frozen=True)
+class Task:
+    """One training: everything its numbers depend on."""
+
+    run_id: str
+    dataset: str
+    data_dir: str
+    model: ModelSpec
+    device: str
+    seed: int
+    config: TrainConfig = field(default_factory=TrainConfig)
+    metrics: bool = True  # count activity and operations in every evaluation; analyse a spiking model at the end
+
+    @property
+    def key(self) -> TrainingKey:
+        return TrainingKey(self.model.label, self.device, self.seed)
+
+
+@dataclass(frozen=True)
+class Started:
+    key: TrainingKey
+    epochs_done: int  # restored from the checkpoint; 0 for a training from scratch
+
+
+@dataclass(frozen=True)
+class Epoch:
+    key: TrainingKey
+    epoch: int
+    row: dict[str, Any]  # the epochs.csv row, by column name (bench.schema)
+    restored: bool = False  # the checkpoint's epoch, trained before this call
+
+
+@dataclass(frozen=True)
+class Analysis:
+    key: TrainingKey
+    epoch: int
+    activity: dict[str, np.ndarray]  # one test digit's neuron activity (analysis.neuron_activity)
+    window: list[dict[str, Any]]  # the gradient window's rows (analysis.window), without the training's labels
+
+
+@dataclass(frozen=True)
+class Finished:
+    key: TrainingKey
+
+
+Event = Started | Epoch | Analysis | Finished
+
+
+def train(
+    task: Task, checkpoint_dir: str | Path, analysed: bool = False, stop: Callable[[], bool] | None = None
+) -> Iterator[Event]:
+    """Train ``task`` from scratch or from its checkpoint in ``checkpoint_dir``; see the module's doc."""
+    key, config, info = task.key, task.config, task.model.info
+    data = datasets.load(task.dataset, task.data_dir, task.device)
+    checkpoints = Checkpoints(checkpoint_dir)
+    shuffle = seed_everything(task.seed, task.device)
+    model = optimizer = None
+    try:
+        model = task.model.build().to(task.device)
+        done, row, optimizer_state = checkpoints.restore(key, model, shuffle)
+        yield Started(key, done)
+        if row is not None:
+            yield Epoch(key, done, row, restored=True)
+        if optimizer_state is not None and not config.fresh_optimizer:
+            optimizer = config.optimizer_for(done + 1, model.parameters(), None)
+            optimizer.load_state_dict(optimizer_state)
+        for epoch in range(done + 1, config.epochs + 1):
+            optimizer = config.optimizer_for(epoch, model.parameters(), optimizer)
+            tag = f"{key.describe()} epoch {epoch}/{config.epochs}"
+            train_stats = train_epoch(model, data.train, optimizer, config.batch_size, shuffle, config.max_batches, tag, stop)
+            if not math.isfinite(train_stats.loss):
+                raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
+            test_stats = evaluate(model, data.test, config.batch_size, config.max_batches, tag + " test", task.metrics,
+                                  info.layers, stop)  # fmt: skip
+            if not math.isfinite(test_stats.loss):
+                raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {config.lr(epoch)})")
+            row = _row(task, epoch, config.lr(epoch), train_stats, test_stats)
+            checkpoints.save(key, epoch, row, model, optimizer, shuffle)  # before the row: see bench/run.py
+            yield Epoch(key, epoch, row)
+            done = epoch
+        if task.metrics and analysis.supports(model) and not analysed:
+            if stop is not None and stop():
+                return
+            arrays = analysis.neuron_activity(model, data.test, data.info.input_shape)
+            yield Analysis(key, done, arrays, analysis.window(model, data.test, info.delay))
+        yield Finished(key)
+    except Stopped:
+        return
+    finally:
+        del model, optimizer  # so that after an out-of-memory error the next training gets the memory back
+        if task.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
+    return {
+        "run_id": task.run_id, "dataset": task.dataset, "model": task.model.label, "device": task.device,
+        "seed": task.seed, "epoch": epoch, "lr": lr, "train_loss": tr.loss, "train_accuracy": tr.accuracy,
+        "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
+        "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
+        "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
+    }  # fmt: skip
