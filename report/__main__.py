@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench import cli
 from report import activity, markdown, neurons, plots, sweep, window
 from report.load import ReportError, Results, load
 
@@ -38,15 +39,14 @@ def spiking_sections(results: Results, dataset: str, out_dir: Path) -> list[str]
     data = results.epochs[results.epochs["dataset"] == dataset]
     return [
         *activity.section(data),
-        *neurons.section(results.activity, dataset, results.runs, out_dir),
+        *neurons.section(results, dataset, out_dir),
         *window.section(results.windows, dataset, results.runs, out_dir),
         *sweep.section(data, results.runs, dataset, out_dir),
     ]
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + message
-        raise ReportError(message)
+class Parser(cli.Parser):
+    error_class = ReportError  # one line, exit status 2
 
 
 def target(text: str) -> float:

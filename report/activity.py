@@ -10,15 +10,25 @@ import math
 
 import pandas as pd
 
+from bench import schema
 from report import stats
-from report.load import METRICS, TRAINING
+from report.load import TRAINING
 from report.markdown import table
 
 PJ_PER_MAC = 4.6  # 32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)
 PJ_PER_AC = 0.9  # 32-bit float add, same source: what a binary spike's synaptic event costs
 LAYER = ["firing_rate", "silent_share", "mean_when_firing"]
-ACTIVITY = [f"layer{n}_{m}" for n in (1, 2) for m in LAYER] + ["activation_sparsity"]
 OPS = ["dense_ops", "effective_macs", "effective_acs"]
+
+
+def metric_columns(data: pd.DataFrame) -> list[str]:
+    """The activity and cost columns of ``data``'s layers (those it has metric columns of), in bench's order."""
+    return schema.metric_columns(schema.metric_layers(data.columns))
+
+
+def activity_columns(data: pd.DataFrame) -> list[str]:
+    """The activity columns shown, for every layer ``data`` has metric columns of (layer1, layer2, ... in order)."""
+    return [f"{layer}_{m}" for layer in schema.metric_layers(data.columns) for m in LAYER] + ["activation_sparsity"]
 
 
 def recorded(data: pd.DataFrame, columns: list[str]) -> bool:
@@ -29,7 +39,7 @@ def recorded(data: pd.DataFrame, columns: list[str]) -> bool:
 
 def final_rows(data: pd.DataFrame) -> pd.DataFrame:
     """Each training's last epoch row, trainings in the order of the summary table; metric columns always present."""
-    data = data.reindex(columns=list(dict.fromkeys([*data.columns, *METRICS, "eval_seconds", "test_samples"])))
+    data = _with_metric_columns(data)
     last = data.sort_values("epoch").groupby(TRAINING, sort=False).tail(1)
     return stats.trainings(data)[TRAINING].merge(last, on=TRAINING, how="left")
 
@@ -38,9 +48,11 @@ def activity(data: pd.DataFrame) -> pd.DataFrame:
     """Per device x model: seeds and the mean over seeds of each activity column (NaN where none was recorded).
 
     Trainings that recorded no activity (an older run pooled with a newer one) are left out, and so are their seeds."""
-    finals = final_rows(data).dropna(subset=ACTIVITY, how="all")
+    columns = activity_columns(data)
+    finals = final_rows(data).dropna(subset=columns, how="all")
     grouped = finals.groupby(["device", "model"], sort=False)
-    return grouped[ACTIVITY].mean().assign(seeds=grouped.size()).reset_index()
+    kinds = grouped["kind"].first()
+    return grouped[columns].mean().assign(seeds=grouped.size(), kind=kinds).reset_index()
 
 
 def cost(data: pd.DataFrame) -> pd.DataFrame:
@@ -48,17 +60,18 @@ def cost(data: pd.DataFrame) -> pd.DataFrame:
 
     energy_pj = effective MACs x 4.6 + effective ACs x 0.9; dense_energy_pj = dense ops x 4.6. inference_ms is
     (eval_seconds - metrics_seconds) / test_samples, averaged over every epoch and seed, like train s/epoch.
-    The ratios (``ops_ratio``, ``energy_ratio``, ``train_ratio``, ``inference_ratio``) are to the first FFN on the same
-    device, named in ``ffn``.
+    The ratios (``ops_ratio``, ``energy_ratio``, ``train_ratio``, ``inference_ratio``) of each SNN-like model are to the
+    first baseline (FFN) on the same device, named in ``ffn``; ``kind`` is each model's, as load found it.
     """
-    data = data.reindex(columns=list(dict.fromkeys([*data.columns, *METRICS, "eval_seconds", "test_samples"])))
+    data = _with_metric_columns(data)
     counting = data["metrics_seconds"].fillna(0)  # absent: the evaluation time is all there is
     data = data.assign(inference_ms=1000 * (data["eval_seconds"] - counting) / data["test_samples"])
     per_training = stats.trainings(data).merge(data.groupby(TRAINING)["inference_ms"].mean().reset_index(), on=TRAINING)
     finals = final_rows(data)[TRAINING + OPS]
     per_training = per_training.merge(finals, on=TRAINING, how="left")
     grouped = per_training.groupby(["device", "model"], sort=False)
-    out = grouped[[*OPS, "seconds_per_epoch", "inference_ms"]].mean().assign(seeds=grouped.size()).reset_index()
+    means = grouped[[*OPS, "seconds_per_epoch", "inference_ms"]].mean()
+    out = means.assign(seeds=grouped.size(), kind=grouped["kind"].first()).reset_index()
     out["effective_ops"] = out["effective_macs"] + out["effective_acs"].fillna(0)
     out["energy_pj"] = out["effective_macs"] * PJ_PER_MAC + out["effective_acs"].fillna(0) * PJ_PER_AC
     out["dense_energy_pj"] = out["dense_ops"] * PJ_PER_MAC
@@ -66,11 +79,11 @@ def cost(data: pd.DataFrame) -> pd.DataFrame:
     for column in ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio"]:
         out[column] = math.nan
     for device, g in out.groupby("device", sort=False):
-        ffns = [m for m in g["model"] if stats.is_ffn(m)]
+        ffns = stats.baselines(g)
         if not ffns:
             continue
         ref = g[g["model"] == ffns[0]].iloc[0]
-        snn = (out["device"] == device) & ~out["model"].map(stats.is_ffn)
+        snn = (out["device"] == device) & ~out["model"].isin(ffns)
         out.loc[snn, "ffn"] = ffns[0]
         out.loc[snn, "ops_ratio"] = out.loc[snn, "effective_ops"] / ref["effective_ops"]
         out.loc[snn, "energy_ratio"] = out.loc[snn, "energy_pj"] / ref["energy_pj"]
@@ -81,10 +94,10 @@ def cost(data: pd.DataFrame) -> pd.DataFrame:
 
 def section(data: pd.DataFrame) -> list[str]:
     """The "Activity and cost" Markdown of one dataset; nothing when no metric column holds a value."""
-    if not recorded(data, METRICS):
+    if not recorded(data, metric_columns(data)):
         return []
     lines = ["### Activity and cost", ""]
-    if recorded(data, ACTIVITY):
+    if recorded(data, activity_columns(data)):
         lines += [
             "Neuron activity on the test set after each training's final epoch, mean over seeds. A neuron *fires* when "
             "its output is > 0: for SNN-like models a spiking layer's graded output at one time step (rates are over "
@@ -114,12 +127,13 @@ def section(data: pd.DataFrame) -> list[str]:
 def activity_table(data: pd.DataFrame) -> str:
     rows = []
     for r in activity(data).to_dict("records"):
-        row = {"device": r["device"], "model": r["model"], "seeds": str(r["seeds"]),
-               "firing means": "hidden ReLU output > 0" if stats.is_ffn(r["model"]) else "output > 0 at a time step"}  # fmt: skip
-        for n in (1, 2):
-            row[f"layer {n} firing (%)"] = _num(100 * r[f"layer{n}_firing_rate"], ".2f")
-            row[f"layer {n} silent (%)"] = _num(100 * r[f"layer{n}_silent_share"], ".1f")
-            row[f"layer {n} mean output when firing"] = _num(r[f"layer{n}_mean_when_firing"], ".3g")
+        firing = "hidden ReLU output > 0" if r["kind"] == schema.BASELINE else "output > 0 at a time step"
+        row = {"device": r["device"], "model": r["model"], "seeds": str(r["seeds"]), "firing means": firing}
+        for layer in schema.metric_layers(data.columns):
+            name = layer.replace("layer", "layer ")
+            row[f"{name} firing (%)"] = _num(100 * r[f"{layer}_firing_rate"], ".2f")
+            row[f"{name} silent (%)"] = _num(100 * r[f"{layer}_silent_share"], ".1f")
+            row[f"{name} mean output when firing"] = _num(r[f"{layer}_mean_when_firing"], ".3g")
         row["activation sparsity (%)"] = _num(100 * r["activation_sparsity"], ".2f")
         rows.append(row)
     return table(rows)
@@ -164,7 +178,7 @@ def _assumptions(costs: pd.DataFrame) -> str:
             f"and {PJ_PER_AC} pJ per 32-bit float AC, Horowitz's 45 nm figures (ISSCC 2014), times the synaptic operations "
             "of one inference. They count synaptic operations only: no neuron-state updates and no memory traffic, which "
             "dominate the energy of real hardware, and no training. ")  # fmt: skip
-    snn = costs[~costs["model"].map(stats.is_ffn)]
+    snn = costs[costs["kind"] != schema.BASELINE]
     if snn.empty:
         return text
     names = ", ".join(dict.fromkeys(snn["model"]))
@@ -204,6 +218,12 @@ def _share(part: float, whole: float) -> str:
     if not whole > 0:
         return "-"
     return f"{part / whole:.1%}" if part / whole >= 0.001 else f"{100 * part / whole:.2g}%"  # 0.0%: too coarse to read
+
+
+def _with_metric_columns(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with every metric column of its layers, and the evaluation columns, present (NaN where absent)."""
+    return data.reindex(columns=list(dict.fromkeys([*data.columns, *metric_columns(data), "eval_seconds",
+                                                    "test_samples"])))  # fmt: skip
 
 
 def _num(value: float, spec: str) -> str:

@@ -17,21 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench import schema  # column names and model kinds only: no torch, nothing else of bench
+
 # what the report needs from each row; run_id falls back to the folder name when absent
 REQUIRED = ["dataset", "model", "device", "seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 NUMERIC = ["seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 TRAINING = ["dataset", "device", "model", "run_id", "seed"]  # one seeded training: the unit of replication
-# the spiking metrics of the test pass, appended to epochs.csv by later versions; any of them may be absent or empty
-METRICS = [
-    "metrics_seconds",
-    "layer1_firing_rate", "layer1_silent_share", "layer1_mean_when_firing", "layer1_sparsity",
-    "layer2_firing_rate", "layer2_silent_share", "layer2_mean_when_firing", "layer2_sparsity",
-    "activation_sparsity", "dense_ops", "effective_macs", "effective_acs",
-]  # fmt: skip
-OPTIONAL_NUMERIC = ["eval_seconds", "test_samples", *METRICS]  # coerced when present, never required
+# bench's other numeric columns, coerced when present, never required; so are a file's metric columns (any layers)
+OPTIONAL_NUMERIC = [c for c in schema.BASE_COLUMNS if c not in schema.STR_COLUMNS and c not in NUMERIC]
 WINDOW_REQUIRED = ["model", "device", "seed", "reset", "decay", "dt", "relative", "pairs"]
 WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
-WINDOW_OPTIONAL = ["mean_abs_grad", "isolated_mean_abs_grad", "isolated_relative", "isolated_pairs"]  # numeric when present
+# numeric when present: every other column of window.csv but its text ones (mean_abs_grad, isolated_*, epoch)
+WINDOW_OPTIONAL = [c for c in schema.WINDOW_COLUMNS if c not in {"run_id", "dataset", *WINDOW_REQUIRED}]
 ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "image": 2, "logits": 1, "label": 0, "index": 0}
 
 
@@ -41,10 +38,23 @@ class ReportError(Exception):
 
 @dataclass
 class Results:
-    epochs: pd.DataFrame  # one row per training x epoch, columns of bench.results.COLUMNS plus "hardware"
+    epochs: pd.DataFrame  # one row per training x epoch: the columns of bench.schema, plus "hardware" and "kind"
     runs: list[dict]  # run.json of each run (or {} when missing), with "run_id" and "path" filled in
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of every window.csv, with "run_id" and "dataset"
     activity: list[dict] = field(default_factory=list)  # one per activity/*.npz: its arrays and metadata, plus "path"
+
+    def kind(self, model: str, run_id: str | None = None) -> str | None:
+        """``spiking``, ``baseline`` or None (unknown) for a label: as run ``run_id`` records it, else as the first
+        run that says; for runs older than the kinds, bench.schema's names of the built-in models."""
+        runs = [m for m in self.runs if run_id is None or m["run_id"] == run_id]
+        kinds = [kind_of(model, m) for m in runs] or [kind_of(model, {})]
+        return next((k for k in kinds if k is not None), None)
+
+
+def kind_of(model: str, meta: dict) -> str | None:
+    """The kind of ``model`` in one run, from its run.json (``meta``)."""
+    recorded = (meta.get("models") or {}).get(model)
+    return schema.model_kind(model, recorded if isinstance(recorded, dict) else None)
 
 
 def warn(message: str) -> None:
@@ -79,6 +89,7 @@ def load(paths: list[str | Path]) -> Results:
         frame["run_id"] = frame["run_id"].fillna(run_id)
         hardware = (meta.get("environment") or {}).get("devices") or {}
         frame["hardware"] = frame["device"].map(lambda d, hw=hardware: hw.get(d, "unknown hardware"))
+        frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
         runs.append(meta)
         if not frame.empty:
             frames.append(frame)
@@ -104,7 +115,7 @@ def read_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, dtype={"run_id": str, "model": str})
     except pd.errors.EmptyDataError:
         warn(f"{path} is empty")
-        return pd.DataFrame(columns=REQUIRED + ["run_id"])
+        return pd.DataFrame(columns=schema.BASE_COLUMNS)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise ReportError(f"cannot read {path}: {exc}") from None
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -112,7 +123,8 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ReportError(f"{path} lacks the column(s) {', '.join(missing)}")
     if "run_id" not in frame.columns:
         frame["run_id"] = None  # filled in from run.json or the folder name
-    frame = _parsable(frame, path, bad, NUMERIC, OPTIONAL_NUMERIC, NUMERIC + ["dataset", "model", "device"])
+    optional = OPTIONAL_NUMERIC + [c for c in frame.columns if schema.is_metric(c)]
+    frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device"])
     frame[["seed", "epoch"]] = frame[["seed", "epoch"]].astype(int)
     duplicated = frame.duplicated(TRAINING + ["epoch"], keep="last")
     if duplicated.any():
@@ -261,7 +273,7 @@ def _number(text: str):
 def _same_device_names(epochs: pd.DataFrame, windows: list[pd.DataFrame], activity: list[dict]):
     """The window rows and activity records with the device names of the epoch rows (hardware added where mixed)."""
     names = dict(zip(zip(epochs["run_id"], epochs["device_arg"]), epochs["device"]))
-    frame = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame(columns=["run_id", "dataset", *WINDOW_REQUIRED])
+    frame = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame(columns=schema.WINDOW_COLUMNS)
     frame["device"] = [names.get((r, d), d) for r, d in zip(frame["run_id"], frame["device"])]
     for record in activity:
         record["device"] = names.get((record["run_id"], record["device"]), record["device"])

@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 
+from bench import schema
 from report import stats
 from report.load import Results, incomplete_trainings
 
@@ -44,8 +45,8 @@ def report(
         "",
         "Accuracies are in percent and differences in percentage points. A *seed* is one training; its *final* accuracy "
         "is the test accuracy at the last epoch it reached. Intervals are 95% Student-t intervals over seeds (none for "
-        "one seed). SNN-like models are those whose label does not start with `ffn`; each is compared with every model "
-        "whose label does. Training time is synchronized wall-clock time of the training passes only (no evaluation).",
+        f"one seed). {pairing(epochs)} Training time is synchronized wall-clock time of the training passes only (no "
+        "evaluation).",
         "",
     ]  # fmt: skip
     empty = [m for m in runs if m["run_id"] not in set(epochs["run_id"])]
@@ -124,7 +125,7 @@ def head_to_head(data: pd.DataFrame) -> list[str]:
     lines = ["### SNN against FFN", ""]
     h2h = stats.head_to_head(data)
     if h2h.empty:
-        return lines + ["No comparison: no device here has both an SNN-like model and an FFN (a label starting with `ffn`).", ""]
+        return lines + ["No comparison: no device here has both an SNN-like model and a baseline (FFN-like) model.", ""]
     rows = [{
         "device": r["device"], "SNN-like": r["snn"], "FFN": r["ffn"], "seeds": f"{r['seeds_snn']} / {r['seeds_ffn']}",
         "acc. difference (points)": f"{r['difference']:+.2f}",
@@ -141,6 +142,14 @@ def head_to_head(data: pd.DataFrame) -> list[str]:
     if (h2h[["seeds_snn", "seeds_ffn"]].min(axis=1) < stats.MIN_SEEDS).any():
         lines += [f"With fewer than {stats.MIN_SEEDS} seeds on either side there is no interval and no p-value.", ""]
     return lines
+
+
+def pairing(epochs: pd.DataFrame) -> str:
+    """Which models meet which, in words: the runs' recorded kinds decide."""
+    ffns = stats.baselines(epochs)
+    return (f"Baselines (FFN-like) are the models each run.json records as such (`ffn` in runs older than that record); "
+            f"here: {', '.join(f'`{m}`' for m in ffns) or 'none'}. Every other model is SNN-like and is compared with "
+            "every baseline.")  # fmt: skip
 
 
 def time_table(data: pd.DataFrame, target: float) -> str:
@@ -191,7 +200,7 @@ def _incomplete_groups(data, meta, incomplete) -> set[tuple[str, str]]:
 
 def _warnings(data: pd.DataFrame, meta: list[dict]) -> list[str]:
     lines = []
-    schedules = {json.dumps(m.get("schedule"), sort_keys=True) for m in meta}
+    schedules = {json.dumps(schema.schedule(m.get("schedule")), sort_keys=True) for m in meta}
     if len(schedules) > 1:
         lines.append("**Note:** these runs differ in their schedule (epochs, learning rates, batch size or max batches), "
                      "yet their trainings are pooled below.")  # fmt: skip

@@ -12,20 +12,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import Normalize
 
-from report.load import model_info
+from bench.schema import BASELINE
+from report.load import Results, model_info
 from report.plots import DPI, slug
-from report.stats import is_ffn
-
-THRESHOLD = 1.0  # the SNN's default, when run.json does not say
 
 
-def pick(records: list[dict], dataset: str) -> dict[str, dict]:
-    """SNN-like model -> its record of ``dataset`` with the lowest seed; on a tie the first found (runs in load order,
-    files by name), so the choice depends on the files only."""
+def pick(results: Results, dataset: str) -> dict[str, dict]:
+    """SNN-like model -> its activity record of ``dataset`` with the lowest seed; on a tie the first found (runs in load
+    order, files by name), so the choice depends on the files only. A baseline (as its run records it) has none."""
     chosen: dict[str, dict] = {}
-    for record in records:
+    for record in results.activity:
         model = record["model"]
-        if record["dataset"] != dataset or is_ffn(model):
+        if record["dataset"] != dataset or results.kind(model, record["run_id"]) == BASELINE:
             continue
         if model not in chosen or record["seed"] < chosen[model]["seed"]:
             chosen[model] = record
@@ -45,7 +43,16 @@ def predicted(record: dict) -> int:
     return int(np.argmax(record["logits"]))
 
 
-def figure(record: dict, threshold: float = THRESHOLD) -> plt.Figure:
+def threshold(results: Results, record: dict) -> float | None:
+    """The firing threshold of the record's model as its run records it (run.json's config, else its spec); None
+    when neither says: the report draws no threshold rather than guess one."""
+    runs = [m for m in results.runs if m["run_id"] == record["run_id"]]
+    value = model_info(runs, [record["model"]])[record["model"]]["config"].get("threshold")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def figure(record: dict, threshold: float | None = None) -> plt.Figure:
+    """The PNG's figure; the firing threshold dashed on the traces where it is known."""
     steps, hidden = record["layer1_v"].shape
     neuron, label = traced(record["layer1_o"]), int(record["label"])
     fig = plt.figure(figsize=(13, 10.5))
@@ -86,35 +93,41 @@ def _heatmap(fig: plt.Figure, ax: plt.Axes, values: np.ndarray, title: str, dive
         ax.set_yticks(range(n))
 
 
-def _trace(ax: plt.Axes, v: np.ndarray, o: np.ndarray, threshold: float, title: str) -> None:
+def _trace(ax: plt.Axes, v: np.ndarray, o: np.ndarray, threshold: float | None, title: str) -> None:
     t = np.arange(1, len(v) + 1)
     ax.plot(t, v, label="inner state v", linewidth=1.2)
     ax.plot(t, o, label="output o", linewidth=1.2)
-    ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
     ax.set(xlabel="time step", title=title)
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
 
 
-def section(records: list[dict], dataset: str, runs: list[dict], out_dir: Path) -> list[str]:
+def section(results: Results, dataset: str, out_dir: Path) -> list[str]:
     """The "Neuron activity" Markdown of one dataset and its PNGs; nothing when no SNN-like model left an activity file."""
-    chosen = pick(records, dataset)
+    chosen = pick(results, dataset)
     if not chosen:
         return []
-    configs = model_info(runs, chosen)
+    thresholds = {model: threshold(results, record) for model, record in chosen.items()}
+    unknown = [model for model, value in thresholds.items() if value is None]
+    dashed = ", with the firing threshold dashed" if len(unknown) < len(chosen) else ""
+    traces = f"{dashed}, and layer 2's neuron of the true label."
+    if unknown:  # never a made-up threshold: say whose traces have none
+        whose = "its run does" if len(unknown) == 1 else "their runs do"
+        traces += f" No threshold is drawn for {', '.join(unknown)}: {whose} not record one."
     lines = [
         "### Neuron activity", "",
         "One test digit through each SNN-like model after training (the lowest seed with an activity file). Heatmaps: "
         "each neuron's inner state v (blue below 0, red above) and graded output o at every time step, for layer 1 "
         "(hidden) and layer 2 (output). Traces: of the layer-1 neurons that fire, the one whose count of steps with "
         "output > 0 is closest to a quarter of the steps (it integrates, fires and resets; the busiest fire at every "
-        "step), with the firing threshold dashed, and layer 2's neuron of the true label.", "",
+        f"step){traces}", "",
     ]  # fmt: skip
     for model, record in chosen.items():
-        threshold = float(configs[model]["config"].get("threshold", THRESHOLD))
         file = f"{slug(dataset)}-neurons-{slug(model)}.png"
-        fig = figure(record, threshold)
+        fig = figure(record, thresholds[model])
         fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
         caption = (f"Neuron activity of {model} (seed {record['seed']}, {record['device']}, run {record['run_id']}) on "

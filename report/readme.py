@@ -8,10 +8,10 @@ The tables come from the same functions as every report, so the README cannot dr
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from bench import cli
 from report import activity, markdown, sweep, window
 from report.load import load
 
@@ -79,13 +79,20 @@ def replace(readme: str, new_block: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m report.readme", description=__doc__.splitlines()[0])
+    p = cli.Parser(prog="python -m report.readme", description=__doc__.splitlines()[0])
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="(default: the project's README.md)")
     p.add_argument("--reference", default=str(ROOT / "results" / "reference"), help="(default: results/reference)")
     p.add_argument("--check", action="store_true", help="only compare; exit 1 when the README differs")
-    args = p.parse_args(argv)
-    readme = Path(args.readme)
-    text = readme.read_text()
+    try:
+        args = p.parse_args(argv)
+        readme = Path(args.readme)
+        text = readme.read_text()
+    except cli.UsageError as exc:
+        print(f"report.readme: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"report.readme: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     new = replace(text, block(Path(args.reference)))
     if args.check:
         if new != text:

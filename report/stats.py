@@ -12,15 +12,17 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.schema import BASELINE
 from report.load import TRAINING
 
 CONFIDENCE = 0.95
 MIN_SEEDS = 3  # fewer seeds than this on either side: no test, no conclusion
 
 
-def is_ffn(model: str) -> bool:
-    """The reference models: every label that starts with ``ffn`` (``ffn``, ``ffn:hidden=200``). The rest are SNN-like."""
-    return model.startswith("ffn")
+def baselines(frame: pd.DataFrame) -> list[str]:
+    """The labels of ``frame`` (epoch rows or trainings, with load's ``kind`` column) that run.json records as baselines
+    (FFN-like), in order of appearance. Every other model, spiking or of unknown kind, is SNN-like."""
+    return list(dict.fromkeys(frame.loc[frame["kind"] == BASELINE, "model"]))
 
 
 def mean_ci(values) -> tuple[float, float, float]:
@@ -37,10 +39,11 @@ def mean_ci(values) -> tuple[float, float, float]:
 
 
 def trainings(epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per training: epochs reached, final and best test accuracy, training seconds and samples."""
+    """One row per training: its kind, epochs reached, final and best test accuracy, training seconds and samples."""
     ordered = epochs.sort_values("epoch")
     grouped = ordered.groupby(TRAINING, sort=False)
     out = grouped.agg(
+        kind=("kind", "first"),
         epochs=("epoch", "max"),
         final_accuracy=("test_accuracy", "last"),
         best_accuracy=("test_accuracy", "max"),
@@ -69,13 +72,13 @@ def summary(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def head_to_head(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Every SNN-like model against every FFN on the same dataset and device: Welch's t-test over seeds."""
+    """Every SNN-like model against every baseline (FFN) on the same dataset and device: Welch's t-test over seeds."""
     per_training = trainings(epochs)
     rows = []
     for (dataset, device), g in per_training.groupby(["dataset", "device"], sort=False):
-        labels = list(dict.fromkeys(g["model"]))
-        for snn in (m for m in labels if not is_ffn(m)):
-            for ffn in (m for m in labels if is_ffn(m)):
+        ffns = baselines(g)
+        for snn in (m for m in dict.fromkeys(g["model"]) if m not in ffns):
+            for ffn in ffns:
                 a, b = g[g["model"] == snn], g[g["model"] == ffn]
                 rows.append({"dataset": dataset, "device": device, "snn": snn, "ffn": ffn, **compare(a, b)})
     return pd.DataFrame(rows)

@@ -1,5 +1,5 @@
 """The time-step sweep: SNN-like models that differ only in ``time_steps`` (T), their accuracy and training time
-against T, with the FFNs of the same dataset as reference lines.
+against T, with the baselines (FFNs) of the same dataset as reference lines.
 
 A *family* is one registry name with one config apart from time_steps (``snn:time_steps=32`` and ``snn`` with T = 128
 are one family, ``snn:reset=proportional`` another). T comes from run.json, else from the label; a model whose T is
@@ -28,7 +28,8 @@ def families(data: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
 
     Only families with at least two distinct T are kept: one T is not a sweep.
     """
-    labels = [m for m in dict.fromkeys(data["model"]) if not stats.is_ffn(m)]
+    ffns = stats.baselines(data)
+    labels = [m for m in dict.fromkeys(data["model"]) if m not in ffns]
     rows = []
     for label, info in model_info(runs, labels).items():
         config = dict(info["config"])
@@ -114,7 +115,7 @@ def section(data: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path) -
     if swept.empty:
         return []
     everyone = stats.trainings(data)
-    ffns = everyone[everyone["model"].map(stats.is_ffn)]
+    ffns = everyone[everyone["model"].isin(stats.baselines(everyone))]
     file = f"{slug(dataset)}-time-step-sweep.png"
     fig = figure(swept, ffns, dataset)
     fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")

@@ -114,16 +114,18 @@ def verdict(r: dict) -> str:
 
 
 def mechanism(windows: pd.DataFrame, runs: list[dict]) -> str:
-    """The fixed explanation of what the window is and is not; the proportional reset's factor from the configs."""
+    """The fixed explanation of what the window is and is not, with the proportional reset's factor 1 - p/θ where the
+    runs record penalty p and threshold θ: of the proportional models, else of the models measured (their neurons'
+    factor, had they that reset). Without them no number is given."""
     proportional = sorted(set(windows.loc[windows["reset"] == "proportional", "model"]))
-    configs = [c["config"] for c in model_info(runs, proportional).values()]
-    factors = sorted({1 - c.get("penalty", 1.5) / c.get("threshold", 1.0) for c in configs}) or [1 - 1.5 / 1.0]
-    factor = " or ".join(f"{x:g}" for x in factors)
+    configs = [c["config"] for c in model_info(runs, proportional or sorted(set(windows["model"]))).values()]
+    factors = sorted({1 - c["penalty"] / c["threshold"] for c in configs if _numbers(c.get("penalty"), c.get("threshold"))})
+    factor = " = " + " or ".join(f"{x:g}" for x in factors) if factors else ""
     return (
         'With reset "subtract" the backward pass through a neuron that fired is cut (dv/dh = 0), so between spikes the '
         "gradient that reaches the input current dt steps earlier is exactly d**dt times the gradient at the spike: the "
         "window is the leak's exponential, a causal (pre-before-post) eligibility trace, as the seed text argues. With "
-        f'reset "proportional" the path through a spike is multiplied by (1 - p/θ) = {factor} instead of 0, so earlier '
+        f'reset "proportional" the path through a spike is multiplied by (1 - p/θ){factor} instead of 0, so earlier '
         "spikes let gradient of alternating sign through. The window does not show an anti-causal (post-before-pre) "
         "depression lobe as in biological STDP (a current after a spike cannot change that spike, so backpropagation "
         "gives it no gradient through it), nor a local learning rule: it is the credit assignment of backpropagation "
@@ -201,6 +203,11 @@ def contrast(windows: pd.DataFrame, rows: list[dict]) -> list[str]:
 def _isolated_at(data: pd.DataFrame, device: str, model: str, dt: int) -> float:
     g = data[(data["device"] == device) & (data["model"] == model) & (data["selection"] == ISOLATED) & (data["dt"] == dt)]
     return float(g["relative"].mean()) if len(g) else math.nan
+
+
+def _numbers(penalty, threshold) -> bool:
+    """Whether a config's penalty and threshold give a factor 1 - p/θ: both numbers, θ not 0."""
+    return all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (penalty, threshold)) and threshold != 0
 
 
 def _fmt(value: float) -> str:

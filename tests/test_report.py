@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bench.results import COLUMNS
+from bench.schema import COLUMNS
 from report import plots, stats
 from report.__main__ import build_report, main
 from report.load import load
@@ -132,6 +132,40 @@ def test_every_snn_like_model_meets_every_ffn(tmp_path):
     epoch_rows = rows("snn", SNN, 1.0) + rows("snn:reset=proportional", SNN, 1.0) + rows("ffn", FFN, 1.0)
     pairs = stats.head_to_head(load([write_run(tmp_path / "r", epoch_rows)]).epochs)[["snn", "ffn"]]
     assert pairs.values.tolist() == [["snn", "ffn"], ["snn:reset=proportional", "ffn"]]
+
+
+def test_the_recorded_kind_decides_the_baseline_not_the_label(tmp_path):
+    models = {"snn": {"name": "snn", "kind": "spiking", "config": {}}, "mlp": {"name": "mlp", "kind": "baseline", "config": {}}}
+    run = write_run(tmp_path / "r", rows("snn", SNN, 2.0) + rows("mlp", FFN, 0.0125), models=models)
+    results = load([run])
+    assert results.epochs.groupby("model")["kind"].first().to_dict() == {"mlp": "baseline", "snn": "spiking"}
+    assert results.kind("mlp") == "baseline" and results.kind("snn", "run-a") == "spiking" and results.kind("x") is None
+    (r,) = stats.head_to_head(results.epochs).to_dict("records")
+    assert (r["snn"], r["ffn"], r["time_ratio"]) == ("snn", "mlp", pytest.approx(160))
+    text = build_report([run], tmp_path / "out").read_text()
+    assert "Baselines (FFN-like) are the models each run.json records as such" in text and "here: `mlp`." in text
+    assert "snn is 3.6 points more accurate than mlp" in text and "does not start with `ffn`" not in text
+
+
+def test_runs_without_recorded_kinds_pair_against_ffn_and_the_rest_is_snn_like(tmp_path):
+    """run.json before 0.3: no kinds; the built-in ffn is the baseline, a model of unknown kind is SNN-like."""
+    epoch_rows = rows("snn", SNN, 2.0) + rows("mlp", SNN, 1.0) + rows("ffn:hidden=200", FFN, 0.0125)
+    results = load([write_run(tmp_path / "r", epoch_rows)])
+    kinds = results.epochs.drop_duplicates("model").set_index("model")["kind"].fillna("unknown")
+    assert kinds.to_dict() == {"snn": "spiking", "mlp": "unknown", "ffn:hidden=200": "baseline"}
+    pairs = stats.head_to_head(results.epochs)[["snn", "ffn"]].values.tolist()
+    assert pairs == [["snn", "ffn:hidden=200"], ["mlp", "ffn:hidden=200"]]
+    text = build_report([tmp_path / "r"], tmp_path / "out").read_text()
+    assert "here: `ffn:hidden=200`. Every other model is SNN-like" in text
+
+
+def test_the_report_imports_no_torch_and_nothing_of_bench_but_its_schema_and_parser():
+    code = ("import report.__main__, report.readme, sys; assert 'torch' not in sys.modules, 'torch imported'; "
+            "allowed = ('bench', 'bench.schema', 'bench.cli'); "
+            "extra = sorted(m for m in sys.modules if m.partition('.')[0] == 'bench' and m not in allowed); "
+            "assert not extra, extra")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_time_to_accuracy_and_not_reached(one_run):

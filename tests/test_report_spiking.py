@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.analysis import WINDOW_COLUMNS
-from bench.metrics import COLUMNS as METRICS
-from bench.results import COLUMNS as HEADER
+from bench import schema
 from report import activity, neurons, sweep, window
 from report.__main__ import build_report, main
 from report.load import load
 
-COLUMNS = [c for c in HEADER if c not in METRICS]  # what bench.run wrote before the metric columns
-WINDOW = WINDOW_COLUMNS  # isolated_* left empty unless a test gives them
+HEADER = schema.COLUMNS  # a run of two-layer models
+COLUMNS = schema.BASE_COLUMNS  # what bench.run wrote before the metric columns
+WINDOW = schema.WINDOW_COLUMNS  # isolated_* left empty unless a test gives them
 SNN = {"hidden": 100, "time_steps": 128, "decay": 0.9, "threshold": 1.0, "penalty": 1.5, "reset": "subtract"}
 
 # final-epoch metrics per seed (two seeds); epoch 1 has other values, so a mean over epochs would show
@@ -139,10 +138,68 @@ def test_accumulate_only_operations_are_named(tmp_path):
     assert "recorded 0 ACs" not in text
 
 
-def test_the_report_reads_the_metric_columns_bench_writes():
-    from report.load import METRICS as READ  # the report keeps its own list: it imports neither torch nor bench
+def test_every_metric_column_is_read_as_a_number_and_an_empty_cell_as_nan(tmp_path):
+    rows = epoch_rows("snn", SNN_FINAL, 1.0, 0.5, 0.1)
+    rows[0] = {k: "" if schema.is_metric(k) else v for k, v in rows[0].items()}  # a test pass without the metrics
+    epochs = load([write_run(tmp_path / "r", rows)]).epochs
+    metrics = [c for c in epochs.columns if schema.is_metric(c)]
+    assert metrics == schema.METRIC_COLUMNS and all(epochs[c].dtype == float for c in metrics)
+    assert epochs[metrics].iloc[0].isna().all() and epochs[metrics].iloc[1:].notna().all().all()
 
-    assert READ == METRICS
+
+THREE_LAYERS = schema.BASE_COLUMNS + schema.metric_columns(["layer1", "layer2", "layer3"])
+
+
+def test_a_three_layer_run_loads_and_its_third_layer_is_its_own(tmp_path):
+    deep = [dict(f, layer3_firing_rate=0.4, layer3_silent_share=0.0, layer3_mean_when_firing=0.8, layer3_sparsity=0.6)
+            for f in SNN_FINAL]  # fmt: skip
+    models = {"snn3": {"name": "snn3", "kind": "spiking", "layers": ["layer1", "layer2", "layer3"], "config": {}}}
+    write_run(tmp_path / "res" / "deep", epoch_rows("snn3", deep, 1.0, 0.5, 0.1, run_id="run-b"), THREE_LAYERS, models)
+    write_run(tmp_path / "res" / "two", epoch_rows("snn", SNN_FINAL, 1.0, 0.5, 0.1) + epoch_rows("ffn", FFN_FINAL, 0.1, 0.1, 0))
+    epochs = load([tmp_path / "res"]).epochs
+    assert epochs["layer3_firing_rate"].dtype == float
+    assert epochs.loc[epochs["model"] != "snn3", "layer3_firing_rate"].isna().all()  # not the other run's layer 2
+    text = build_report([tmp_path / "res"], tmp_path / "out").read_text()
+    part = text.split("### Activity and cost")[1].split("Synaptic operations")[0]
+    assert "layer 3 firing (%)" in part
+    assert row(part, "cpu", "snn3")[4:] == ["25.00", "15.0", "0.6", "10.00", "5.0", "1.3", "40.00", "0.0", "0.8", "76.00"]
+    assert row(part, "cpu", "snn")[4:] == ["25.00", "15.0", "0.6", "10.00", "5.0", "1.3", "-", "-", "-", "76.00"]
+    assert row(part, "cpu", "ffn")[4:] == ["55.00", "3.0", "2.5", "-", "-", "-", "-", "-", "-", "45.00"]
+
+
+def test_a_plug_in_baseline_is_the_reference_of_activity_cost_and_neurons(tmp_path):
+    models = {"snn": {"name": "snn", "kind": "spiking", "config": SNN}, "mlp": {"name": "mlp", "kind": "baseline", "config": {}}}
+    rows = epoch_rows("snn", SNN_FINAL, 10.0, 2.5, 0.5) + epoch_rows("mlp", FFN_FINAL, 0.1, 0.03, 0.01)
+    npz = {"mlp.npz": dict(activity_arrays(), model=np.str_("mlp")), "snn.npz": activity_arrays()}
+    run = write_run(tmp_path / "r", rows, models=models, npz=npz)
+    results = load([run])
+    costs = activity.cost(results.epochs).set_index("model")
+    assert costs.loc["snn", "ffn"] == "mlp" and costs.loc["mlp", "ffn"] is None
+    assert costs.loc["snn", "ops_ratio"] == pytest.approx(9_500_000 / 78_925)
+    assert list(neurons.pick(results, "mnist-mini")) == ["snn"]  # a baseline's activity file draws no picture
+    text = build_report([run], tmp_path / "out").read_text()
+    part = text.split("### Activity and cost")[1]
+    assert row(part, "cpu", "mlp")[3] == "hidden ReLU output > 0" and row(part, "cpu", "snn")[3] == "output > 0 at a time step"
+    assert row(part.split("Synaptic operations")[1], "cpu", "snn")[10:] == ["mlp", "120x", "100x", "100x"]
+    assert "Every SNN-like model here (snn) recorded 0 ACs" in text and "neurons-mlp" not in text
+    assert row(text, "cpu", "snn", "mlp")  # the head-to-head
+
+
+def test_without_recorded_configs_no_threshold_or_factor_is_made_up(tmp_path):
+    models = {"snn": {"name": "snn", "kind": "spiking"}, "snn:reset=proportional": {"name": "snn", "kind": "spiking"}}
+    rows = epoch_rows("snn", SNN_FINAL, 1, 1, 0.1) + epoch_rows("snn:reset=proportional", SNN_FINAL, 1, 1, 0.1)
+    windows = window_rows("snn", [0.85, 0.85]) + window_rows("snn:reset=proportional", [0.7, 0.7], "proportional", 0.9)
+    run = write_run(tmp_path / "r", rows, models=models, windows=windows, npz={"a.npz": activity_arrays()})
+    results = load([run])
+    (record,) = results.activity
+    assert neurons.threshold(results, record) is None
+    labels = [t.get_text() for ax in neurons.figure(record).axes if ax.get_legend() for t in ax.get_legend().texts]
+    assert "inner state v" in labels and not any("threshold" in label for label in labels)
+    text = build_report([run], tmp_path / "out").read_text()
+    traces = "at every step), and layer 2's neuron of the true label. No threshold is drawn for snn: its run does not record one."
+    assert traces in text
+    assert "threshold dashed" not in text and "p/θ) instead of 0" in text and "p/θ) =" not in text
+    assert png_ok(tmp_path / "out" / "mnist-mini-neurons-snn.png")
 
 
 @pytest.mark.parametrize("header", [COLUMNS, HEADER], ids=["old columns", "new columns, empty cells"])
@@ -301,7 +358,7 @@ def test_neuron_heatmaps_png_for_the_lowest_seed(tmp_path):
     npz = {"b-seed1.npz": activity_arrays(seed=1), "a-seed0.npz": activity_arrays(seed=0)}
     run = write_run(tmp_path / "r", epoch_rows("snn", SNN_FINAL, 1, 1, 0.1) + epoch_rows("ffn", FFN_FINAL, 0.1, 0.1, 0), npz=npz)
     results = load([run])
-    (record,) = neurons.pick(results.activity, "mnist-mini").values()
+    (record,) = neurons.pick(results, "mnist-mini").values()
     assert record["seed"] == 0 and neurons.traced(record["layer1_o"]) == 0 and neurons.predicted(record) == 1
     text = build_report([run], tmp_path / "out").read_text()
     assert "### Neuron activity" in text
