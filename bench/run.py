@@ -193,7 +193,12 @@ def _main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         from report.__main__ import build_report
 
-        print(f"report: {build_report([run_dir], run_dir / 'report')}")
+        try:
+            print(f"report: {build_report([run_dir], run_dir / 'report')}")
+        except KeyboardInterrupt as exc:  # the run itself is recorded whole
+            print(f"bench.run: interrupted while writing the report; the run is {meta['status']}. Write the report with:\n"
+                  f"  python -m report {run_dir}", file=sys.stderr)  # fmt: skip
+            return getattr(exc, "exit_status", 130)
     return 1 if failed else 0
 
 

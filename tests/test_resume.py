@@ -229,3 +229,51 @@ def test_out_of_memory_stops_that_training_only_and_a_resume_tries_it_again(tmp_
     assert main(["--resume", str(run_dir)]) == 0  # memory is free now: it goes on from epoch 1's checkpoint
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     assert sorted(numbers(run_dir), key=str) == sorted(numbers(only_run(tmp_path / "whole")), key=str)
+
+
+def test_a_run_written_by_snnbench_0_2_resumes(tmp_path, capsys):
+    """A committed reference run (run.json and epochs.csv in 0.2's formats), with one training cut after epoch 2 and
+    no checkpoint: it is trained again from epoch 1, only its missing row is added, in the file's own header."""
+    import shutil
+    from pathlib import Path
+
+    from bench.devices import cpu_model
+    from bench.schema import COLUMNS
+
+    source = Path(__file__).resolve().parent.parent / "results" / "reference" / "20261128-124131-8b27fd"
+    run_dir = tmp_path / source.name
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("report"))
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert csv_columns(run_dir / "epochs.csv") == COLUMNS and "kind" not in meta["models"]["ffn"]  # 0.2's formats
+    (training,) = [t for t in meta["trainings"] if (t["model"], t["seed"]) == ("ffn", 0)]
+    training.update(status="interrupted", epochs_done=2)
+    meta["status"] = "interrupted"
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    rows = read_epochs(run_dir / "epochs.csv")
+    (cut,) = [r for r in rows if (r["model"], r["seed"], r["epoch"]) == ("ffn", 0, 3)]
+    lines = (run_dir / "epochs.csv").read_text().splitlines(keepends=True)
+    (run_dir / "epochs.csv").write_text("".join(line for i, line in enumerate(lines) if i == 0 or rows[i - 1] is not cut))
+    capsys.readouterr()
+    assert main(["--resume", str(run_dir), "--no-report"]) == 0
+    assert "no checkpoint of ffn cpu seed 0; training it again from epoch 1" in capsys.readouterr().err
+    assert csv_columns(run_dir / "epochs.csv") == COLUMNS
+    after = read_epochs(run_dir / "epochs.csv")
+    assert len(after) == len(rows) and after[-1]["model"] == "ffn" and after[-1]["epoch"] == 3
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
+    if cpu_model() == meta["environment"]["cpu_model"]:  # the same kind of CPU: the very same numbers
+        assert after[-1]["test_accuracy"] == cut["test_accuracy"] and after[-1]["train_loss"] == cut["train_loss"]
+
+
+def test_a_signal_while_the_report_is_written_says_the_run_is_complete(tmp_path, capsys, monkeypatch):
+    import report.__main__
+
+    def build_report(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)  # the run is over: the signal raises again, here
+
+    monkeypatch.setattr(report.__main__, "build_report", build_report)
+    argv = ["--models", "ffn", "--epochs", "1", *[a for a in SMALL if a != "--no-report"], "--out", str(tmp_path)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted while writing the report; the run is complete" in err and "interrupted before" not in err
+    assert json.loads((only_run(tmp_path) / "run.json").read_text())["status"] == "complete"
