@@ -1,8 +1,9 @@
 """Datasets behind a registry, as tensors on the target device, batched by indexing a seeded permutation.
 
 Each registered dataset has a loader (``data_dir`` -> the uint8 images and labels of each split)
-and a ``DataInfo``: the shape of one sample, the class names. Models are checked against the
-info before anything runs (``check_fits``).
+and a ``DataInfo``: the shape of one sample, the class names. Datasets of other distributions
+(entry points) and ``package.module:function`` come through bench/userdata.py. Models are sized
+from, and checked against, the info before anything runs (``model_defaults``, ``check_fits``).
 
 Preprocessing follows SPEC.md: pixels scaled to [0, 1], then ``(x - 0.5) / 1.0``,
 so the input lies in [-0.5, 0.5] and the background is -0.5.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from bench import userdata
 
 MINI_FILE = "mnist-mini.npz"  # in bench/assets/, built by scripts/make_mnist_mini.py
 Raw = dict[str, tuple[torch.Tensor, torch.Tensor]]  # {"train": (images, labels), "test": ...}, uint8 images
@@ -49,7 +51,8 @@ class DataInfo:
 DIGITS = DataInfo((1, 28, 28), tuple(str(d) for d in range(10)))
 FASHION = DataInfo((1, 28, 28), ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                                  "Bag", "Ankle boot"))  # fmt: skip
-DATASETS: dict[str, tuple[Callable[[str | Path], Raw], DataInfo]] = {}
+DATASETS: dict[str, tuple[Callable[[str | Path], Raw], DataInfo]] = {}  # the built-ins
+ORIGIN = "built-in"
 
 
 def register(name: str, info: DataInfo):
@@ -65,23 +68,46 @@ def register(name: str, info: DataInfo):
 
 
 def available() -> list[str]:
-    return sorted(DATASETS)
+    """The built-in datasets and those of installed plug-in distributions (entry points)."""
+    return sorted({*DATASETS, *userdata.entry_points()})
 
 
-def info(name: str) -> DataInfo:
-    return _entry(name)[1]
+def origin(name: str) -> str:
+    return ORIGIN if name in DATASETS else userdata.find(name, DataError)[1] or "unknown"
 
 
-def _entry(name: str):
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(available())}") from None
+def info(name: str, data_dir: str | Path = "data") -> DataInfo:
+    """What a model must fit; a plug-in dataset is loaded (once) to know it."""
+    return DATASETS[name][1] if name in DATASETS else _loaded(name, os.path.abspath(data_dir))[1]
 
 
-def check_fits(label: str, config, dataset: str) -> None:
-    """ValueError when a model's ``n_in`` or ``n_out`` (where its config has them) does not fit the dataset."""
-    i = info(dataset)
+@functools.lru_cache(maxsize=4)
+def _loaded(name: str, data_dir: str) -> tuple[Raw, DataInfo]:
+    """The raw splits and the info of any dataset, on the CPU, kept for the trainings of this process."""
+    if name in DATASETS:
+        loader, known = DATASETS[name]
+        return loader(data_dir), known
+    function, _ = userdata.find(name, DataError)
+    if function is None:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(available())} (or package.module:function)")
+    raw, shape, names = userdata.call(function, name, data_dir, DataError)
+    return raw, DataInfo(shape, names)
+
+
+def model_defaults(name: str, data_dir: str | Path = "data") -> dict[str, int]:
+    """Sizes a model takes from the data unless its spec gives them: ``n_in`` and ``n_out``."""
+    i = info(name, data_dir)
+    return {"n_in": i.n_inputs, "n_out": i.n_classes}
+
+
+def check_fits(label: str, config, dataset: str, data_dir: str | Path = "data", min_time_steps: int = 1) -> None:
+    """ValueError when a model's ``n_in`` or ``n_out`` (where its config has them) does not fit the dataset, or its
+    ``time_steps`` is below the smallest T at which its input reaches the logits."""
+    steps = getattr(config, "time_steps", None)
+    if steps is not None and steps < min_time_steps:
+        raise ValueError(f"{label}: time_steps={steps} is below its minimum of {min_time_steps}: with fewer steps no "
+                         "input reaches the logits")  # fmt: skip
+    i = info(dataset, data_dir)
     n_in, n_out = getattr(config, "n_in", None), getattr(config, "n_out", None)
     if n_in is not None and n_in != i.n_inputs:
         shape = "x".join(map(str, i.input_shape))
@@ -107,15 +133,21 @@ class Dataset:
     info: DataInfo = DIGITS
 
 
-def preprocess(images: torch.Tensor, labels: torch.Tensor, device: str | torch.device) -> Split:
-    """uint8 images (N, 28, 28) -> float (N, 1, 28, 28) in [-0.5, 0.5] on ``device``."""
-    x = images.to(device=device, dtype=torch.float32).div_(255.0).sub_(0.5).unsqueeze(1)
+def preprocess(
+    images: torch.Tensor, labels: torch.Tensor, device: str | torch.device, shape: tuple[int, ...] | None = None
+) -> Split:
+    """uint8 images (N, 28, 28) -> float (N, 1, 28, 28) in [-0.5, 0.5] on ``device``; other float inputs as they are,
+    in float32. ``shape``: one sample's (DataInfo.input_shape; by default a channel axis before the image's)."""
+    x = images.to(device=device, dtype=torch.float32)
+    if images.dtype == torch.uint8:
+        x = x.div_(255.0).sub_(0.5)
+    x = x.reshape(len(x), *(shape or (1, *images.shape[1:])))
     return Split(x, labels.to(device=device, dtype=torch.int64))
 
 
 def load_raw(name: str, data_dir: str | Path = "data") -> Raw:
-    """The uint8 images and labels of each split: ``{"train": (images, labels), "test": ...}``."""
-    return _entry(name)[0](data_dir)
+    """The inputs (uint8 images for the built-ins) and labels of each split: ``{"train": (images, labels), "test": ...}``."""
+    return _loaded(name, os.path.abspath(data_dir))[0]
 
 
 @register("mnist-mini", DIGITS)
@@ -133,96 +165,25 @@ def _mnist_mini(data_dir: str | Path) -> Raw:
 def _mnist(data_dir: str | Path) -> Raw:
     import torchvision
 
-    return _torchvision("mnist", torchvision.datasets.MNIST, data_dir)
+    from bench import idx
+
+    return idx.torchvision_raw("mnist", torchvision.datasets.MNIST, data_dir)
 
 
 @register("fashion-mnist", FASHION)
 def _fashion_mnist(data_dir: str | Path) -> Raw:
     import torchvision
 
-    return _torchvision("fashion-mnist", torchvision.datasets.FashionMNIST, data_dir)
+    from bench import idx
 
-
-def _torchvision(name: str, cls, data_dir: str | Path) -> Raw:
-    """From torchvision's layout under ``data_dir`` (checked first), downloading it when it is not there."""
-    raw_dir = Path(data_dir) / cls.__name__ / "raw"
-    if Path(data_dir).exists() and not Path(data_dir).is_dir():
-        raise DataError(f"--data-dir {data_dir} is not a folder")
-    have_raw = _has_raw(cls, data_dir)
-    if have_raw:
-        check_idx(raw_dir)
-    created = _first_missing(raw_dir)  # what a failed download must not leave behind
-    out = {}
-    for split in ("train", "test"):
-        try:
-            ds = cls(root=str(data_dir), train=split == "train", download=not have_raw)
-        except Exception as exc:  # torchvision raises many kinds; the user needs one line
-            if created is not None:
-                shutil.rmtree(created, ignore_errors=True)
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise DataError(
-                f"cannot load {name} from {data_dir} or download it ({reason[:200]}); "
-                f"--dataset mnist-mini ships with snnbench and needs no download"
-            ) from None
-        out[split] = (ds.data, ds.targets)
-    return out
-
-
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _has_raw(cls, data_dir: str | Path) -> bool:
-    """True when the four raw IDX files are there: then torchvision must not try the network."""
-    raw = Path(data_dir) / cls.__name__ / "raw"
-    return all((raw / n).is_file() for n in IDX_FILES)
-
-
-def _first_missing(path: Path) -> Path | None:
-    """The outermost folder on the way to ``path`` that does not exist yet (None if ``path`` exists)."""
-    missing = None
-    for folder in (path, *path.parents):
-        if folder.exists():
-            break
-        missing = folder
-    return missing
-
-
-def check_idx(raw_dir: str | Path) -> None:
-    """DataError naming the first IDX file that is unreadable, has a wrong magic number or size,
-    holds labels outside 0-9, or whose image and label counts differ (torchvision checks none of it)."""
-    counts = {}
-    for name in IDX_FILES:
-        path = Path(raw_dir) / name
-        images = "images" in name
-        want_magic, header_size = (2051, 16) if images else (2049, 8)
-        try:
-            with open(path, "rb") as f:
-                header = f.read(header_size)
-                size = os.fstat(f.fileno()).st_size - header_size
-                labels = b"" if images else f.read()
-        except OSError as exc:
-            raise DataError(f"cannot read {path}: {exc.strerror}") from None
-        if len(header) < header_size or int.from_bytes(header[:4], "big") != want_magic:
-            raise DataError(f"{path} is not an IDX {'image' if images else 'label'} file (magic number is not {want_magic})")
-        n = int.from_bytes(header[4:8], "big")
-        shape = (int.from_bytes(header[8:12], "big"), int.from_bytes(header[12:16], "big")) if images else ()
-        if shape not in ((), (28, 28)):
-            raise DataError(f"{path}: images are {shape[0]}x{shape[1]}, expected 28x28")
-        if size != n * (784 if images else 1):
-            raise DataError(f"{path} is truncated or too long: {size} data bytes for {n} items")
-        if labels and max(labels) > 9:
-            raise DataError(f"{path}: label {max(labels)} is not a class 0-9")
-        counts[name] = n
-    for split in ("train", "t10k"):
-        n_images, n_labels = counts[f"{split}-images-idx3-ubyte"], counts[f"{split}-labels-idx1-ubyte"]
-        if n_images != n_labels:
-            raise DataError(f"{raw_dir}: {split} has {n_images} images but {n_labels} labels")
+    return idx.torchvision_raw("fashion-mnist", torchvision.datasets.FashionMNIST, data_dir)
 
 
 @functools.lru_cache(maxsize=4)
 def _cached(name: str, data_dir: str, device: str) -> Dataset:
-    raw = load_raw(name, data_dir)
-    return Dataset(name, preprocess(*raw["train"], device), preprocess(*raw["test"], device), info(name))
+    raw, i = _loaded(name, data_dir)
+    splits = (preprocess(*raw[s], device, i.input_shape) for s in ("train", "test"))
+    return Dataset(name, *splits, i)
 
 
 def load(name: str, data_dir: str | Path = "data", device: str | torch.device = "cpu") -> Dataset:

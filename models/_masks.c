@@ -15,8 +15,13 @@ static inline uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-void masked_uniform(float *out, const float *x, int64_t n, int64_t rows_x, int64_t row_start, int64_t row_stop,
-                    uint64_t key) {
+/* Fills rows [row_start, row_stop) of out (rows, n); x is (rows_x, n) and rows_x divides rows, so row r is
+ * masked by x's row r % rows_x (out is (..., B, n), x is (B, n)). Returns -1, writing nothing, when the counts
+ * do not describe such a pair: the caller raises, rather than a write past out or a misread x. */
+int masked_uniform(float *out, const float *x, int64_t n, int64_t rows, int64_t rows_x, int64_t row_start,
+                   int64_t row_stop, uint64_t key) {
+    if (n <= 0 || rows_x <= 0 || rows % rows_x != 0 || row_start < 0 || row_start > row_stop || row_stop > rows)
+        return -1;
     const float scale = 1.0f / 16777216.0f; /* 2^-24 */
     for (int64_t r = row_start; r < row_stop; ++r) {
         float *o = out + r * n;
@@ -27,4 +32,5 @@ void masked_uniform(float *out, const float *x, int64_t n, int64_t rows_x, int64
             o[j] = (float)(h >> 40) * scale * xr[j];
         }
     }
+    return 0;
 }

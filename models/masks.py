@@ -83,8 +83,8 @@ def native():
             if os.environ.get("SNNBENCH_NATIVE", "1") != "0":
                 try:
                     fn = ctypes.CDLL(str(_compile())).masked_uniform
-                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_uint64]
-                    fn.restype = None
+                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64]
+                    fn.restype = ctypes.c_int  # -1: the row counts do not fit (nothing written)
                     _native = fn
                 except (OSError, subprocess.SubprocessError):
                     pass
@@ -104,19 +104,63 @@ def _split(rows: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _run(jobs) -> None:
+def _run(jobs) -> list:
     if len(jobs) == 1:
-        jobs[0]()
-    else:
-        list(_executor().map(lambda job: job(), jobs))
+        return [jobs[0]()]
+    return list(_executor().map(lambda job: job(), jobs))
+
+
+def _check(out: torch.Tensor, x: torch.Tensor | None) -> None:
+    """ValueError, before anything is drawn, for what every path would misread or broadcast silently."""
+    if not out.is_floating_point():
+        raise ValueError(f"masked_uniform_: out must be a floating-point tensor, got {out.dtype}")
+    if not out.is_contiguous():
+        raise ValueError(f"masked_uniform_: out must be contiguous, got strides {out.stride()} for shape {tuple(out.shape)}")
+    if x is None:
+        return
+    if out.dim() < 2:
+        raise ValueError(f"masked_uniform_: out must be (..., B, n) to be masked by x (B, n), got shape {tuple(out.shape)}")
+    if x.shape != out.shape[-2:]:
+        raise ValueError(
+            f"masked_uniform_: x must be (B, n) = {tuple(out.shape[-2:])}, the last two dims of out "
+            f"{tuple(out.shape)}; got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"masked_uniform_: x must be a floating-point tensor, got {x.dtype}")
+    if x.device != out.device:
+        raise ValueError(f"masked_uniform_: x is on {x.device} but out is on {out.device}")
+
+
+def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int) -> None:
+    """``out`` (..., B, n) <- u * ``xs`` (rows_x, n) by the C kernel, which sees raw pointers and row counts
+    only: it reads ``xs`` row ``r % rows_x`` for row ``r`` of ``out``. So each thing it assumes is checked here."""
+    for name, t in (("out", out), ("x", xs)):
+        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+            raise ValueError(
+                f"native mask kernel: {name} must be float32, contiguous, on the CPU; "
+                f"got {t.dtype}, strides {t.stride()}, on {t.device}"
+            )
+    n = out.shape[-1] if out.dim() else 0
+    rows, rows_x = out.numel() // max(n, 1), xs.shape[0] if xs.dim() == 2 else 0
+    if n == 0 or rows_x == 0 or xs.shape[1] != n or rows % rows_x:
+        raise ValueError(
+            f"native mask kernel: x {tuple(xs.shape)} must be (rows_x, n) with n = {n} and rows_x dividing "
+            f"the {rows} rows of out {tuple(out.shape)}"
+        )
+    ptr, xptr = out.data_ptr(), xs.data_ptr()
+    codes = _run([lambda a=a, b=b: fn(ptr, xptr, n, rows, rows_x, a, b, key) for a, b in _split(rows)])
+    if any(codes):
+        raise ValueError(f"native mask kernel refused n={n}, rows={rows}, rows_x={rows_x}")
 
 
 def masked_uniform_(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
     """Fill ``out`` (..., B, n) in place with ``u * x`` (or ``u`` when x is None), u ~ U[0, 1). Returns ``out``.
 
-    ``x`` is (B, n), broadcast over the leading dimensions of ``out``.
+    ``x`` is (B, n), broadcast over the leading dimensions of ``out``. ValueError, with nothing drawn, when
+    ``out`` is not a contiguous floating-point tensor, or ``x`` is not a floating-point (B, n) on out's device.
     """
-    fn = native() if out.device.type == "cpu" and out.dtype == torch.float32 and out.is_contiguous() else False
+    _check(out, x)
+    fn = native() if out.device.type == "cpu" and out.dtype == torch.float32 else False
     if out.numel() < MIN_PARALLEL or not (fn or out.device.type == "cpu"):
         out.uniform_()
         return out if x is None else out.mul_(x)
@@ -124,8 +168,7 @@ def masked_uniform_(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.T
         n = out.shape[-1]
         xs = (torch.ones(1, n) if x is None else x.detach()).to(torch.float32).contiguous()
         key = int(torch.randint(0, 2**63 - 1, ()).item())  # from the global generator: seeded runs repeat
-        ptr, xptr, rows_x = out.data_ptr(), xs.data_ptr(), xs.numel() // n
-        _run([lambda a=a, b=b: fn(ptr, xptr, n, rows_x, a, b, key) for a, b in _split(out.numel() // n)])
+        _fill_native(fn, out, xs, key)
         return out
     seeds = torch.randint(0, 2**62, (CHUNKS,)).tolist()
     chunks = out.view(-1).chunk(CHUNKS)

@@ -90,16 +90,6 @@ def test_recurrence_backward_matches_autograd_of_the_equations():
             assert torch.autograd.gradcheck(NeuronRecurrence.apply, (current, 0.9, 1.0, 1.5, proportional, keep))
 
 
-@pytest.fixture(params=["native", "torch-threads"])
-def generator(request, monkeypatch):
-    if request.param == "native":
-        if not mask_rng.native():
-            pytest.skip("no C compiler here: the native generator is unavailable")
-    else:
-        monkeypatch.setattr(mask_rng, "_native", False)
-    return request.param
-
-
 def test_masks_are_uniform(generator):
     from scipy import stats
 
