@@ -113,12 +113,16 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     return meta
 
 
-def open_run(run_dir: Path, meta: dict[str, Any]) -> None:
-    """Take the run folder for this process and make it ready to append: lock, repair the CSV, note the resume."""
+def take(run_dir: Path) -> None:
+    """Lock the run folder for this process; ResumeError when another process holds it."""
     try:
         lock_run_dir(run_dir)
     except BlockingIOError:
         raise ResumeError(f"--resume {run_dir}: another bench.run process is writing this run") from None
+
+
+def open_run(run_dir: Path, meta: dict[str, Any]) -> None:
+    """Make a taken run folder ready to append: repair the CSV, note the resume in run.json."""
     cut = repair_csv(run_dir / "epochs.csv") if (run_dir / "epochs.csv").exists() else b""
     if cut:
         print(f"bench.run: warning: {run_dir / 'epochs.csv'}: removed a partial last line ({len(cut)} bytes, "

@@ -9,90 +9,29 @@ the only writer of ``epochs.csv``, ``run.json``, ``window.csv`` and ``activity/`
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
 from tabulate import tabulate
 
-import models
-from bench import analysis, interrupt
-from bench import config as train_config
+from bench import analysis, interrupt, preflight
 from bench import data as datasets
 from bench.checkpoint import CheckpointError, Checkpoints
-from bench.cli import Parser, UsageError
-from bench.devices import DeviceError, resolve_devices
+from bench.cli import UsageError
 from bench.loop import Diverged
-from bench.record import ResumeError, check_unchanged, new_record, open_run, read_run, recorded_args, resume_command, to_argv
+from bench.preflight import build_parser, parse_args  # noqa: F401  (the CLI's parser, as tests and users import it)
+from bench.record import ResumeError, new_record, open_run, resume_command, take
 from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
 from bench.schema import TrainingKey, header, read_epochs
 from bench.train import Analysis, Epoch, Finished, Started, Task, train
 
-FINISHED = ("complete", "diverged")  # never run again on --resume; "oom" is tried again (memory may be free then)
-
-
-def build_parser() -> Parser:
-    p = Parser(prog="python -m bench.run", description="Train spiking and non-spiking models side by side.")
-    p.add_argument(
-        "--models", nargs="+", default=["snn", "ffn"], metavar="SPEC",
-        help=f"model specs NAME[:key=value,...]; NAME is one of {', '.join(models.available())} (default: snn ffn)",
-    )  # fmt: skip
-    p.add_argument("--device", nargs="+", default=["all"], help="cpu, cuda, cuda:N, mps or all (default: all)")
-    p.add_argument("--dataset", default="mnist-mini", choices=datasets.available(), help="(default: %(default)s)")
-    p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist (default: %(default)s)")
-    train_config.add_options(p)  # --epochs, --lr, --momentum, --batch-size, --max-batches: bench/config.py
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
-    p.add_argument("--out", default="results", help="parent folder of the run folder (default: %(default)s)")
-    p.add_argument("--no-report", action="store_true", help="do not build the Markdown report at the end")
-    p.add_argument(
-        "--no-metrics", action="store_true",
-        help="do not count firing, sparsity and synaptic operations during evaluation, nor save neuron activity "
-             "and the gradient window after training (default: count and save them)",
-    )  # fmt: skip
-    p.add_argument(
-        "--resume", metavar="RUN_DIR", default=None,
-        help="finish the run in RUN_DIR with the arguments recorded in its run.json; "
-             "only --no-report and --keep-checkpoints may be added (default: start a new run)",
-    )  # fmt: skip
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep each training's last checkpoint when it ends")
-    return p
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The checked arguments; with --resume, the recorded ones (``args.meta`` is the run's run.json)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = _checked(build_parser().parse_args(argv))
-    if args.resume is None:
-        return args
-    meta = read_run(args.resume)
-    recorded = to_argv(meta["args"])
-    # the recorded command line, then the given one: argparse keeps the last value of an option
-    wanted = _checked(build_parser().parse_args(recorded + argv))
-    check_unchanged(recorded_args(_checked(build_parser().parse_args(recorded))), recorded_args(wanted), args.resume)
-    wanted.meta = meta
-    return wanted
-
-
-def _checked(args: argparse.Namespace) -> argparse.Namespace:
-    """``args`` with ``specs``, ``devices`` and ``config`` (a TrainConfig) added; UsageError for what cannot run,
-    a model that does not fit the dataset included."""
-    try:
-        args.specs = [models.parse_spec(s) for s in args.models]
-        args.devices = resolve_devices(args.device)
-        args.config = train_config.from_args(args)
-        for spec in args.specs:
-            datasets.check_fits(spec.label, spec.config, args.dataset)
-    except (models.SpecError, DeviceError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    labels = [s.label for s in args.specs]
-    if len(set(labels)) != len(labels):
-        raise UsageError(f"the same model is given twice: {', '.join(labels)}")
-    if len(set(args.seeds)) != len(args.seeds):
-        raise UsageError(f"the same seed is given twice: {args.seeds}")
-    return args
+# Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
+FINISHED = ("complete", "diverged")
+ERRORS_LOG = "errors.log"  # in the run folder: the traceback of each training that failed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,16 +63,29 @@ class RunRecord:
 def _main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
+        if args.list:
+            print(preflight.listing())
+            return 0
         if args.resume is None:
+            preflight.check_out(args.out)
             _run_folder_check(check_writable, args.out)  # before loading (and maybe downloading) any data
         for device in args.devices:  # found (or downloaded) and checked before the run exists; the trainings reuse it
             datasets.load(args.dataset, args.data_dir, device)
+        preflight.check_models(args)
         if args.resume is None:
+            for line in preflight.warnings(args):
+                print(f"bench.run: warning: {line}", file=sys.stderr)
             run_id, run_dir = _run_folder_check(new_run_dir, args.out)
             lock_run_dir(run_dir)
         else:
             run_dir, meta = Path(args.resume), args.meta
             run_id = meta["run_id"]
+            take(run_dir)
+            if all(t["status"] in FINISHED for t in meta["trainings"]):
+                diverged = sum(t["status"] == "diverged" for t in meta["trainings"])
+                print(f"bench.run: run {run_id} has no training left to run"
+                      f"{f' ({diverged} diverged)' if diverged else ''}: nothing to do", file=sys.stderr)  # fmt: skip
+                return 1 if diverged else 0
             open_run(run_dir, meta)
     except (UsageError, ResumeError, datasets.DataError) as exc:
         print(f"bench.run: error: {exc}", file=sys.stderr)
@@ -189,6 +141,8 @@ def _main(argv: list[str] | None = None) -> int:
     print(_console_table(finals))
     for t in failed:
         print(f"{t['status']}: {t['model']} on {t['device']}, seed {t['seed']}, after {t['epochs_done']} epoch(s): {t['detail']}")
+    if any(t["status"] == "failed" for t in failed):
+        print(f"tracebacks of the failed trainings: {run_dir / ERRORS_LOG}")
     print(f"results: {run_dir / 'epochs.csv'}")
     if not args.no_report:
         from report.__main__ import build_report
@@ -245,6 +199,15 @@ def _run_training(task: Task, record: RunRecord, writer: EpochWriter, stop, keep
         print(f"bench.run: {key.describe()}: out of memory on {task.device}; start a new run with a smaller --batch-size "
               f"than {batch_size}, or free memory and --resume it (it goes on after its last epoch)",
               file=sys.stderr)  # fmt: skip
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a bug, most likely in a plug-in model: that training fails, the others go on
+        status, line = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        entry["detail"] = line
+        with open(record.dir / ERRORS_LOG, "a") as log:
+            log.write(f"--- {key.describe()} ({time.strftime('%Y-%m-%dT%H:%M:%S%z')})\n{traceback.format_exc()}\n")
+        print(f"bench.run: {key.describe()} failed: {line}; its traceback is in {record.dir / ERRORS_LOG}; "
+              "the other trainings go on", file=sys.stderr)  # fmt: skip
     record.update(key, status=status)
     if status in ("complete", "diverged") and not keep_checkpoints:  # an interrupted or oom one goes on from it
         checkpoints.remove(key)
@@ -252,8 +215,9 @@ def _run_training(task: Task, record: RunRecord, writer: EpochWriter, stop, keep
 
 def _print_epoch(key: TrainingKey, row: dict, epochs: int) -> None:
     """A line per finished epoch, terminal or not (tqdm's bars show only on a terminal)."""
-    print(f"bench.run: {key.describe()} epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f}, "
-          f"test accuracy {row['test_accuracy']:.4f}, {row['train_seconds']:.2f} s training", file=sys.stderr)  # fmt: skip
+    print(f"bench.run: {key.describe()} epoch {row['epoch']}/{epochs}: test accuracy {100 * row['test_accuracy']:.2f}%, "
+          f"train loss {row['train_loss']:.4f}, {row['train_seconds']:.2f} s training, {row['eval_seconds']:.2f} s test",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def _save_analysis(record: RunRecord, task: Task, event: Analysis) -> None:
@@ -285,12 +249,12 @@ def _console_table(finals: list[dict]) -> str:
         groups.setdefault((row["model"], row["device"]), []).append(row)
     table = [
         [model, device, len(rows),
-         sum(r["test_accuracy"] for r in rows) / len(rows),
+         100 * sum(r["test_accuracy"] for r in rows) / len(rows),
          sum(r["seconds_sum"] / r["epoch"] for r in rows) / len(rows)]
         for (model, device), rows in groups.items()
     ]  # fmt: skip
-    headers = ["model", "device", "seeds", "final test accuracy", "train s/epoch"]
-    return tabulate(table, headers=headers, floatfmt=(".4f", "", "", ".4f", ".3f"))
+    headers = ["model", "device", "seeds", "final test accuracy (%)", "train s/epoch"]
+    return tabulate(table, headers=headers, floatfmt=("", "", "", ".2f", ".3f"))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,30 @@
 """Models behind one registry. Importing this package registers every model."""
 
 from models import ffn, snn, snn_reference  # noqa: F401  (registration side effect)
-from models.registry import INFO, MODELS, ModelInfo, ModelSpec, SpecError, available, build, parse_spec, register
+from models.registry import (
+    INFO,
+    MODELS,
+    ORIGIN,
+    ModelInfo,
+    ModelSpec,
+    SpecError,
+    available,
+    build,
+    model_class,
+    parse_spec,
+    register,
+)
 
-__all__ = ["INFO", "MODELS", "ModelInfo", "ModelSpec", "SpecError", "available", "build", "parse_spec", "register"]
+__all__ = [
+    "INFO",
+    "MODELS",
+    "ORIGIN",
+    "ModelInfo",
+    "model_class",
+    "ModelSpec",
+    "SpecError",
+    "available",
+    "build",
+    "parse_spec",
+    "register",
+]

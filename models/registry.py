@@ -4,8 +4,13 @@ Each entry also says what the harness needs to know about the model (``ModelInfo
 is a spiking model or a non-spiking baseline, the names of its weight layers (the metrics' columns),
 and how many steps its input needs to reach the logits (the gradient window skips the rest).
 
+Models come from three places (models/plugins.py): the built-ins registered with ``@register``,
+installed distributions through the entry-point group ``snnbench.models``, and a class named on the
+command line as ``package.module:ClassName``. A plug-in class says what it is with class attributes
+``kind`` ("spiking" or "baseline"), ``layers`` and ``delay`` (the fields of ``ModelInfo``).
+
 A model on the command line is a *spec*: ``NAME[:key=value,...]``, for example
-``snn:reset=proportional,time_steps=32``. Keys are the fields of that model's
+``snn:reset=proportional,time_steps=32`` or ``mypackage.nets:ConvNet:channels=8``. Keys are the fields of that model's
 ``Config`` dataclass. The canonical spec (only non-default keys, sorted) is the
 model's label everywhere: CSV, console table, report.
 """
@@ -21,6 +26,7 @@ from torch import nn
 
 MODELS: dict[str, type[nn.Module]] = {}
 INFO: dict[str, ModelInfo] = {}
+ORIGIN: dict[str, str] = {}  # name -> "built-in", "entry point (DIST VERSION)" or "module path"
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,17 @@ class ModelInfo:
     layers: tuple[str, ...] = ("layer1", "layer2")  # weight layers, as ``activity`` names them: layer1_* columns, ...
     delay: int = 0  # steps from an input step to the logits: the last ``delay`` input steps never reach them
 
+    def __post_init__(self):
+        if self.kind not in ("spiking", "baseline"):
+            raise ValueError(f"kind must be spiking or baseline, got {self.kind!r}")
+        if not isinstance(self.delay, int) or self.delay < 0:
+            raise ValueError(f"delay must be a whole number of steps >= 0, got {self.delay!r}")
+
+    @property
+    def min_time_steps(self) -> int:
+        """The smallest T at which some input step reaches the logits."""
+        return self.delay + 1
+
 
 class SpecError(ValueError):
     """A model spec that cannot be built: unknown name, unknown key or bad value."""
@@ -39,18 +56,28 @@ class SpecError(ValueError):
 def register(name: str, kind: Literal["spiking", "baseline"], layers: tuple[str, ...] = ("layer1", "layer2"), delay: int = 0):
     """Class decorator: ``@register("snn", kind="spiking", delay=2)`` on an ``nn.Module`` with a ``Config`` dataclass."""
     info = ModelInfo(kind, tuple(layers), delay)
-    if kind not in ("spiking", "baseline"):
-        raise ValueError(f"kind must be spiking or baseline, got {kind!r}")
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        if not dataclasses.is_dataclass(getattr(cls, "Config", None)):
-            raise TypeError(f"{cls.__name__} needs a dataclass attribute 'Config'")
-        MODELS[name], INFO[name] = cls, info
+        add(name, cls, info, "built-in")
         return cls
 
     return deco
+
+
+def add(name: str, cls: type, info: ModelInfo, origin: str) -> None:
+    """Enter ``cls`` under ``name``; ValueError for a name taken, TypeError for a class that breaks the contract."""
+    if name in MODELS:
+        raise ValueError(f"model {name!r} is already registered")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"{getattr(cls, '__name__', cls)!s} is not a torch.nn.Module class")
+    config = getattr(cls, "Config", None)
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"{cls.__name__} needs a dataclass attribute 'Config'")
+    try:
+        config()
+    except TypeError:
+        raise TypeError(f"{cls.__name__}.Config needs a default for every field") from None
+    MODELS[name], INFO[name], ORIGIN[name] = cls, info, origin
 
 
 def check_positive(config: Any, *names: str) -> None:
@@ -61,14 +88,18 @@ def check_positive(config: Any, *names: str) -> None:
 
 
 def available() -> list[str]:
-    return sorted(MODELS)
+    """Every model name: the built-ins and those of installed plug-in distributions (entry points)."""
+    from models import plugins
+
+    return sorted({*MODELS, *plugins.entry_point_names()})
 
 
 def model_class(name: str) -> type[nn.Module]:
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise SpecError(f"unknown model {name!r}; known: {', '.join(available())}") from None
+    if name not in MODELS:
+        from models import plugins
+
+        plugins.load(name)  # an entry point or package.module:Class; SpecError when it is neither
+    return MODELS[name]
 
 
 @dataclass(frozen=True)
@@ -127,9 +158,22 @@ def _parse_value(cls: type, field: dataclasses.Field, text: str) -> Any:
         raise SpecError(f"bad value {text!r} for {field.name} ({exc})") from None
 
 
-def parse_spec(text: str) -> ModelSpec:
-    """``"snn:reset=proportional,time_steps=32"`` -> ModelSpec; SpecError when it is wrong."""
+def split_spec(text: str) -> tuple[str, str]:
+    """``"snn:time_steps=4"`` -> ("snn", "time_steps=4"); ``"pkg.mod:Net:width=8"`` -> ("pkg.mod:Net", "width=8")."""
+    parts = text.strip().split(":", 2)
+    if len(parts) >= 2 and parts[1].strip().isidentifier() and parts[0].strip() not in available():
+        # package.module:ClassName (a registered name first is NAME:key..., even with a key missing its value)
+        return f"{parts[0].strip()}:{parts[1].strip()}", parts[2] if len(parts) == 3 else ""
     name, _, rest = text.strip().partition(":")
+    return name, rest
+
+
+def parse_spec(text: str, defaults: dict[str, Any] | None = None) -> ModelSpec:
+    """``"snn:reset=proportional,time_steps=32"`` -> ModelSpec; SpecError when it is wrong.
+
+    ``defaults`` replace the Config's defaults of the fields they name (those it has) that the spec does not set:
+    the harness sizes ``n_in`` and ``n_out`` from the dataset this way."""
+    name, rest = split_spec(text)
     cls = model_class(name)
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     values: dict[str, Any] = {}
@@ -141,9 +185,10 @@ def parse_spec(text: str) -> ModelSpec:
         if key not in fields:
             raise SpecError(f"unknown key {key!r} for model {name}; valid keys: {', '.join(fields)}")
         values[key] = _parse_value(cls.Config, fields[key], raw.strip())
+    values = {**{k: v for k, v in (defaults or {}).items() if k in fields}, **values}
     try:
         config = cls.Config(**values)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise SpecError(f"{text!r}: {exc}") from None
     return ModelSpec(name, config)
 

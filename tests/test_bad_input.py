@@ -44,7 +44,7 @@ SMALL += ["--no-report"]
     [
         (["--models", "lstm"], "unknown model 'lstm'; known: ffn, snn"),
         (["--models", "snn:colour=red"], "unknown key 'colour' for model snn; valid keys: hidden, time_steps"),
-        (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar' (choose from "),
+        (["--dataset", "cifar"], "unknown dataset 'cifar'; choose from fashion-mnist, mnist, mnist-mini"),
         (["--device", "tpu"], "unknown device 'tpu'; use cpu, cuda, cuda:N, mps or all"),
         (["--device", "cuda:99"], "device 'cuda:99' is not available here; available: cpu"),
         (["--epochs", "0"], "argument --epochs: expected a positive int, got '0'"),
@@ -65,6 +65,10 @@ SMALL += ["--no-report"]
         (["--models", "snn:n_in=10"], "snn:n_in=10: n_in=10 does not fit mnist-mini, whose samples have 784 inputs (1x28x28)"),
         (["--models", "ffn:n_in=10"], "ffn:n_in=10: n_in=10 does not fit mnist-mini"),
         (["--models", "snn:n_out=5"], "snn:n_out=5: n_out=5 does not fit mnist-mini, which has 10 classes"),
+        (["--models", "snn:time_steps=2"], "snn:time_steps=2: time_steps=2 is below its minimum of 3"),
+        (["--models", "snn-reference:time_steps=1"], "time_steps=1 is below its minimum of 3"),
+        (["--dataset", "nosuch.module:load"], "cannot import 'nosuch.module' for dataset 'nosuch.module:load'"),
+        (["--models", "nosuch.module:Net"], "cannot import 'nosuch.module' for model 'nosuch.module:Net'"),
     ],
 )
 def test_bad_arguments(tmp_path, capsys, args, message):
@@ -161,8 +165,25 @@ def test_resume_with_contradicting_arguments(tmp_path, capsys, args, message):
 
 def test_resume_may_repeat_recorded_arguments_and_add_the_harmless_ones(tmp_path, capsys):
     run_dir = finished_run(tmp_path, capsys)
+    before = snapshot(run_dir)
     assert main(["--resume", str(run_dir), "--seeds", "3", "--device", "cpu", "--epochs", "1", "--keep-checkpoints"]) == 0
-    assert "1 of 1 trainings finished" in capsys.readouterr().err
+    assert "has no training left to run: nothing to do" in capsys.readouterr().err
+    assert snapshot(run_dir) == before  # nothing changed: not run.json, not the report
+
+
+def test_out_inside_a_run_folder_points_at_resume(tmp_path, capsys):
+    run_dir = finished_run(tmp_path, capsys)
+    hint = f"--out {run_dir / 'more'} is inside the run folder {run_dir}; to finish that run, use --resume {run_dir}"
+    assert_rejected(tmp_path, capsys, [*SMALL, "--out", str(run_dir / "more")], hint)
+
+
+def test_arguments_that_run_but_probably_not_as_meant_get_a_warning(tmp_path, capsys):
+    argv = ["--models", "ffn", "--device", "cpu", "--epochs", "1", "--lr", "0.1", "0.05", "--batch-size", "7000",
+            "--max-batches", "1", "--no-report", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "bench.run: warning: 2 learning rates for 1 epoch(s): the last 1 never used" in err
+    assert "bench.run: warning: --batch-size 7000 is more than the 6000 training samples of mnist-mini" in err
 
 
 def test_resume_of_a_run_another_process_is_writing(tmp_path, capsys):

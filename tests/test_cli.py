@@ -39,6 +39,10 @@ def test_smoke_run_writes_tidy_rows_and_run_json(tmp_path):
     assert "--max-batches 2" in meta["command"]
     assert meta["environment"]["torch"] and meta["environment"]["cpu_model"]
     assert "snn:time_steps=4" in proc.stdout and str(run_dir / "epochs.csv") in proc.stdout
+    # stderr is a pipe, not a terminal: no progress bars, but one line per finished epoch
+    lines = [line for line in proc.stderr.splitlines() if " epoch " in line]
+    assert len(lines) == 8 and lines[0].startswith("bench.run: snn:time_steps=4 cpu seed 0 epoch 1/2: test accuracy ")
+    assert all(line.split("test accuracy ")[1].split("%")[0].replace(".", "").isdigit() for line in lines)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +54,7 @@ def test_smoke_run_writes_tidy_rows_and_run_json(tmp_path):
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--epochs", "0"], "expected a positive int"),
         (["--lr", "-1"], "expected a positive float"),
-        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--dataset", "cifar"], "unknown dataset 'cifar'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):

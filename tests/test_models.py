@@ -74,3 +74,11 @@ def test_activity_gives_the_forward_logits_and_layer_shapes(model):
     assert act.synapses[0].inputs.shape[0] == max(steps, 1)
     for out in act.outputs.values():
         assert out.dim() == 3 and out.shape[1] == 5
+
+
+@pytest.mark.parametrize("name", models.available())
+def test_every_registered_model_passes_the_contract_check_bench_run_makes(name):
+    from bench import contract, data
+
+    spec = models.parse_spec(name, defaults=data.model_defaults("mnist-mini"))
+    contract.check(spec, data.load("mnist-mini"))  # raises ContractError naming what fails

@@ -5,10 +5,12 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
 import torch
+from test_plugins import GOOD  # a plug-in model's source
 
 import bench.loop
 import bench.run
@@ -180,10 +182,24 @@ def test_a_signal_to_the_process_stops_it_cleanly_and_it_can_be_resumed(tmp_path
         assert numbers(run_dir) == numbers(only_run(tmp_path / "whole"))
 
 
-def test_a_diverging_training_stops_and_the_others_go_on(tmp_path, capsys):
-    diverging = "snn:decay=1e+30,time_steps=4"  # the state overflows to inf, the loss is nan
-    assert main(["--models", diverging, "ffn", "--epochs", "2", *SMALL, "--out", str(tmp_path)]) == 1
-    run_dir = only_run(tmp_path)
+EXPLODING = textwrap.dedent(GOOD) + textwrap.dedent("""
+
+    class Exploding(Tiny):
+        \"\"\"Finite logits until its second training step (it passes the contract check), then NaN.\"\"\"
+
+        def forward(self, x):
+            self.steps += self.training
+            logits = self.fc(x.flatten(1))
+            return logits * float("nan") if self.steps > 1 else logits
+""")
+
+
+def test_a_diverging_training_stops_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    (tmp_path / "exploding_net.py").write_text(EXPLODING)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    diverging = "exploding_net:Exploding"  # its loss turns NaN in its first epoch
+    assert main(["--models", diverging, "ffn", "--epochs", "2", *SMALL, "--out", str(tmp_path / "res")]) == 1
+    run_dir = only_run(tmp_path / "res")
     out, err = capsys.readouterr()
     trainings = json.loads((run_dir / "run.json").read_text())["trainings"]
     assert [(t["model"], t["status"], t["epochs_done"]) for t in trainings] == [

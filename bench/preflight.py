@@ -1,0 +1,157 @@
+"""Everything ``python -m bench.run`` checks before a run folder exists: the arguments against the models, the
+devices and the data, and each model's contract (bench/contract.py). Also ``--list``.
+
+A mistake here is a UsageError: one line, exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+
+from tabulate import tabulate
+
+import models
+from bench import config as train_config
+from bench import contract
+from bench import data as datasets
+from bench.cli import Parser, UsageError
+from bench.devices import DeviceError, resolve_devices
+from bench.record import check_unchanged, read_run, recorded_args, to_argv
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="python -m bench.run", description="Train spiking and non-spiking models side by side.")
+    p.add_argument(
+        "--models", nargs="+", default=["snn", "ffn"], metavar="SPEC",
+        help=f"model specs NAME[:key=value,...]; NAME is one of {', '.join(models.available())} (default: snn ffn)",
+    )  # fmt: skip
+    p.add_argument("--device", nargs="+", default=["all"], help="cpu, cuda, cuda:N, mps or all (default: all)")
+    names = ", ".join(datasets.available())
+    p.add_argument("--dataset", default="mnist-mini", metavar="NAME",
+                   help=f"one of {names}, or package.module:function (default: %(default)s)")  # fmt: skip
+    p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist (default: %(default)s)")
+    train_config.add_options(p)  # --epochs, --lr, --momentum, --batch-size, --max-batches: bench/config.py
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
+    p.add_argument("--out", default="results", help="parent folder of the run folder (default: %(default)s)")
+    p.add_argument("--no-report", action="store_true", help="do not build the Markdown report at the end")
+    p.add_argument(
+        "--no-metrics", action="store_true",
+        help="do not count firing, sparsity and synaptic operations during evaluation, nor save neuron activity "
+             "and the gradient window after training (default: count and save them)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", default=None,
+        help="finish the run in RUN_DIR with the arguments recorded in its run.json; "
+             "only --no-report and --keep-checkpoints may be added (default: start a new run)",
+    )  # fmt: skip
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep each training's last checkpoint when it ends")
+    p.add_argument("--list", action="store_true", help="list every model and dataset, where it comes from, and the "
+                   "models' config keys; run nothing")  # fmt: skip
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The checked arguments; with --resume, the recorded ones (``args.meta`` is the run's run.json)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    if args.list:
+        return args
+    args = _checked(args)
+    args.lr_given = any(a == "--lr" or a.startswith("--lr=") for a in argv)  # the default schedule never warns
+    if args.resume is None:
+        return args
+    meta = read_run(args.resume)
+    recorded = to_argv(meta["args"])
+    # the recorded command line, then the given one: argparse keeps the last value of an option
+    wanted = _checked(build_parser().parse_args(recorded + argv))
+    check_unchanged(recorded_args(_checked(build_parser().parse_args(recorded))), recorded_args(wanted), args.resume)
+    wanted.meta = meta
+    return wanted
+
+
+def _checked(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``specs``, ``devices`` and ``config`` (a TrainConfig) added; UsageError for what cannot run,
+    a model that does not fit the dataset included."""
+    try:
+        args.devices = resolve_devices(args.device)
+        args.config = train_config.from_args(args)
+        sizes = datasets.model_defaults(args.dataset, args.data_dir)  # n_in, n_out from the data unless given
+        args.specs = [models.parse_spec(s, defaults=sizes) for s in args.models]
+        for spec in args.specs:
+            datasets.check_fits(spec.label, spec.config, args.dataset, args.data_dir, spec.info.min_time_steps)
+    except (models.SpecError, DeviceError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    labels = [s.label for s in args.specs]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"the same model is given twice: {', '.join(labels)}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise UsageError(f"the same seed is given twice: {args.seeds}")
+    return args
+
+
+def check_models(args: argparse.Namespace) -> None:
+    """The contract check of every model on the run's data (its first device's tensors, copied to the CPU)."""
+    data = datasets.load(args.dataset, args.data_dir, args.devices[0])
+    for spec in args.specs:
+        try:
+            contract.check(spec, data)
+        except contract.ContractError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def check_out(out: str) -> None:
+    """UsageError when ``--out`` is a run folder or inside one: a new run there would be a run inside a run."""
+    for folder in (Path(out).absolute(), *Path(out).absolute().parents):
+        if (folder / "run.json").is_file():
+            raise UsageError(f"--out {out} is inside the run folder {folder}; to finish that run, use --resume {folder}")
+
+
+def warnings(args: argparse.Namespace) -> list[str]:
+    """Arguments that run, but probably not as meant."""
+    config, found = args.config, []
+    if args.lr_given and len(config.lrs) > config.epochs:
+        unused = len(config.lrs) - config.epochs
+        found.append(f"{len(config.lrs)} learning rates for {config.epochs} epoch(s): the last {unused} never used")
+    n_train = len(datasets.load(args.dataset, args.data_dir, args.devices[0]).train)
+    if config.batch_size > n_train:
+        found.append(f"--batch-size {config.batch_size} is more than the {n_train} training samples of {args.dataset}: "
+                     "each epoch is one step")  # fmt: skip
+    return found
+
+
+def listing() -> str:
+    """Every model and dataset, where each comes from, and the models' config keys with defaults and types."""
+    rows = []
+    for name in models.available():
+        try:
+            cls, info, where = models.model_class(name), models.INFO[name], models.ORIGIN[name]
+        except models.SpecError as exc:
+            rows.append([name, "entry point", "?", f"cannot be loaded: {exc}"])
+            continue
+        hints = typing.get_type_hints(cls.Config)
+        keys = ", ".join(f"{f.name}={f.default!r} ({_type_name(hints[f.name])})" for f in dataclasses.fields(cls.Config))
+        rows.append([name, where, info.kind, keys])
+    sets = []
+    for name in datasets.available():
+        known = datasets.DATASETS.get(name, (None, None))[1]
+        shape = f"{'x'.join(map(str, known.input_shape))}, {known.n_classes} classes" if known else "known once loaded"
+        try:
+            where = datasets.origin(name)
+        except datasets.DataError as exc:
+            where = f"cannot be loaded: {exc}"
+        sets.append([name, where, shape])
+    return "\n\n".join([
+        tabulate(rows, headers=["model", "from", "kind", "config keys (default, type)"], maxcolwidths=[None, 30, None, 80]),
+        tabulate(sets, headers=["dataset", "from", "input, classes"]),
+        "A model can also be named as package.module:ClassName[:key=value,...], a dataset as package.module:function.",
+    ])  # fmt: skip
+
+
+def _type_name(kind) -> str:
+    if typing.get_origin(kind) is typing.Literal:
+        return " | ".join(map(str, typing.get_args(kind)))
+    return getattr(kind, "__name__", str(kind))

@@ -1,0 +1,110 @@
+"""Datasets from outside the package: installed distributions' entry points and ``package.module:function``.
+
+A distribution adds datasets in its ``pyproject.toml``::
+
+    [project.entry-points."snnbench.datasets"]
+    blobs = "snnbench_example.blobs:load"
+
+and a one-off function is named as ``--dataset mypackage.data:load``. The function takes the
+``--data-dir`` folder (or no argument) and returns::
+
+    (train_inputs, train_labels), (test_inputs, test_labels), class_names
+
+inputs as tensors or arrays of shape (N, ...) (uint8 images are scaled to [-0.5, 0.5] as MNIST
+is; float inputs are used as they are), labels as integers 0 .. len(class_names) - 1. Everything
+is checked here, once, before any training: a mistake is one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from importlib import metadata
+
+import numpy as np
+import torch
+
+GROUP = "snnbench.datasets"
+
+
+def entry_points() -> dict[str, metadata.EntryPoint]:
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def find(name: str, error: type[Exception]) -> tuple[Callable, str]:
+    """The loading function of ``name`` and where it comes from; ``error`` (one line) when there is none."""
+    from models.plugins import import_object  # the same import rules as plug-in models
+
+    eps = entry_points()
+    if name in eps:
+        ep = eps[name]
+        dist = getattr(ep, "dist", None)
+        where = f"entry point ({dist.name} {dist.version})" if dist is not None else "entry point"
+        try:
+            return ep.load(), where
+        except Exception as exc:
+            raise error(f"dataset {name!r} of {where} cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if ":" in name:
+        try:
+            return import_object(name, "dataset"), "module path"
+        except ValueError as exc:
+            raise error(str(exc)) from None
+    return None, ""
+
+
+def call(function: Callable, name: str, data_dir: str, error: type[Exception]):
+    """(raw splits, input shape, class names) from the user's function, checked."""
+    try:
+        takes_dir = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                        for p in inspect.signature(function).parameters.values())  # fmt: skip
+    except (TypeError, ValueError):
+        takes_dir = True
+    try:
+        out = function(data_dir) if takes_dir else function()
+    except Exception as exc:  # the user's code: its error in one line
+        raise error(f"dataset {name!r} raised {type(exc).__name__}: {exc}") from None
+    try:
+        return _checked(out, name)
+    except ValueError as exc:
+        raise error(f"dataset {name!r}: {exc}") from None
+
+
+def _checked(out, name: str):
+    if not (isinstance(out, tuple | list) and len(out) == 3):
+        raise ValueError("expected (train_inputs, train_labels), (test_inputs, test_labels), class_names")
+    train, test, names = out
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names) or len(names) < 2:
+        raise ValueError("class_names must be a list of at least two strings")
+    raw = {"train": _split(train, "train", len(names)), "test": _split(test, "test", len(names))}
+    if raw["train"][0].shape[1:] != raw["test"][0].shape[1:]:
+        raise ValueError(f"train inputs are {tuple(raw['train'][0].shape[1:])} per sample, test inputs "
+                         f"{tuple(raw['test'][0].shape[1:])}")  # fmt: skip
+    return raw, tuple(raw["train"][0].shape[1:]), tuple(names)
+
+
+def _split(pair, split: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (isinstance(pair, tuple | list) and len(pair) == 2):
+        raise ValueError(f"{split} must be a pair (inputs, labels)")
+    x, y = (torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for v in pair)
+    if x.dim() < 2 or len(x) == 0:
+        raise ValueError(f"{split} inputs must be (N, ...) with N > 0, got shape {tuple(x.shape)}")
+    if not (x.dtype == torch.uint8 or x.is_floating_point()):
+        raise ValueError(f"{split} inputs must be uint8 or floating point, got {x.dtype}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{split} inputs hold NaN or infinite values")
+    if y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"{split} labels must be (N,) with N = {len(x)} inputs, got shape {tuple(y.shape)}")
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"{split} labels must be integers, got {y.dtype}")
+    if int(y.min()) < 0 or int(y.max()) >= classes:
+        raise ValueError(f"{split} labels must be 0 .. {classes - 1} (one per class name), got {int(y.min())} .. "
+                         f"{int(y.max())}")  # fmt: skip
+    return x.detach().cpu(), y.detach().cpu().to(torch.int64)
+
+
+def n_inputs(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
