@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bench import schema  # column names and model kinds only: no torch, nothing else of bench
+from report import pooling
+from report.folder import ReportError
 
 # what the report needs from each row; run_id falls back to the folder name when absent
 REQUIRED = ["dataset", "model", "device", "seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
@@ -29,19 +31,17 @@ WINDOW_REQUIRED = ["model", "device", "seed", "reset", "decay", "dt", "relative"
 WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
 # numeric when present: every other column of window.csv but its text ones (mean_abs_grad, isolated_*, epoch)
 WINDOW_OPTIONAL = [c for c in schema.WINDOW_COLUMNS if c not in {"run_id", "dataset", *WINDOW_REQUIRED}]
+REFERENCE = Path("results") / "reference"  # the shipped reference runs, beside a user's own in results/
 ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "image": 2, "logits": 1, "label": 0, "index": 0}
-
-
-class ReportError(Exception):
-    """Input the report cannot use: printed as one line, exit status 2."""
 
 
 @dataclass
 class Results:
-    epochs: pd.DataFrame  # one row per training x epoch: the columns of bench.schema, plus "hardware" and "kind"
+    epochs: pd.DataFrame  # one row per training x epoch: bench.schema's columns, plus "hardware", "kind", "schedule"
     runs: list[dict]  # run.json of each run (or {} when missing), with "run_id" and "path" filled in
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of every window.csv, with "run_id" and "dataset"
     activity: list[dict] = field(default_factory=list)  # one per activity/*.npz: its arrays and metadata, plus "path"
+    duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of trainings dropped as repeats, "same_as"
 
     def kind(self, model: str, run_id: str | None = None) -> str | None:
         """``spiking``, ``baseline`` or None (unknown) for a label: as run ``run_id`` records it, else as the first
@@ -73,15 +73,27 @@ def find_csvs(path: Path) -> list[Path]:
 
 
 def load(paths: list[str | Path]) -> Results:
+    """Every run below ``paths``: its rows with their schedule, duplicates of earlier trainings dropped (see pooling).
+
+    ``results/reference`` (the shipped reference runs) is read only when a path names it or a folder inside it: a
+    user's ``python -m report`` over ``results`` never mixes them into their own runs."""
     csvs: dict[Path, None] = {}  # an ordered set: a run named twice (folder and its parent) is read once
+    reference = REFERENCE.resolve()
+    named = any(p == reference or p.is_relative_to(reference) for p in (Path(p).resolve() for p in paths))
+    left_out = False
     for path in map(Path, paths):
         found = find_csvs(path)
-        if not found:
-            raise ReportError(f"no epochs.csv in {path}")
-        csvs.update(dict.fromkeys(p.resolve() for p in found))
+        kept = [p for p in found if named or not p.resolve().is_relative_to(reference)]
+        left_out |= len(kept) < len(found)
+        if not kept:
+            hint = f" but in {REFERENCE}, which is read only when named (python -m report {REFERENCE})" if found else ""
+            raise ReportError(f"no epochs.csv in {path}{hint}")
+        csvs.update(dict.fromkeys(p.resolve() for p in kept))
+    if left_out:
+        warn(f"left out {REFERENCE} (the shipped reference runs); name it to include them")
 
     frames, runs, windows, activity = [], [], [], []
-    for csv in csvs:
+    for source, csv in enumerate(csvs):
         frame = read_csv(csv)  # first: a CSV the report cannot use stops it before any warning
         meta = read_run_json(csv.parent / "run.json")
         run_id = meta.get("run_id") or csv.parent.name
@@ -90,10 +102,13 @@ def load(paths: list[str | Path]) -> Results:
         hardware = (meta.get("environment") or {}).get("devices") or {}
         frame["hardware"] = frame["device"].map(lambda d, hw=hardware: hw.get(d, "unknown hardware"))
         frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
+        schedule = pooling.schedule_label(meta.get("schedule"))
+        frame["schedule"], frame["source"] = schedule, source  # source: which file, for pooling.drop_duplicates
         runs.append(meta)
         if not frame.empty:
             frames.append(frame)
-        defaults = {"run_id": run_id, "dataset": meta.get("dataset") or (frame["dataset"].iloc[0] if len(frame) else "?")}
+        dataset = meta.get("dataset") or (frame["dataset"].iloc[0] if len(frame) else "?")
+        defaults = {"run_id": run_id, "dataset": dataset, "schedule": schedule, "source": source}
         window = read_window(csv.parent / "window.csv", defaults)
         if window is not None:
             windows.append(window)
@@ -104,7 +119,8 @@ def load(paths: list[str | Path]) -> Results:
     if not frames:
         raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
     epochs = _split_mixed_hardware(pd.concat(frames, ignore_index=True))
-    return Results(epochs, runs, *_same_device_names(epochs, windows, activity))
+    epochs, window_rows, activity, duplicates = pooling.drop_duplicates(epochs, *_same_device_names(epochs, windows, activity))
+    return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates)
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -243,33 +259,6 @@ def _activity_problem(record: dict) -> str | None:
     return None
 
 
-def model_info(runs: list[dict], labels) -> dict[str, dict]:
-    """Each label -> {"name": registry name, "config": {...}}: from run.json (the first run that has the label), and
-    what the canonical spec says by itself where run.json is missing (``snn:time_steps=32``: name snn, time_steps 32)."""
-    known: dict[str, dict] = {}
-    for meta in runs:
-        for label, info in (meta.get("models") or {}).items():
-            if isinstance(info, dict):
-                known.setdefault(label, info)
-    out = {}
-    for label in labels:
-        name, _, rest = label.partition(":")
-        parsed = dict(item.partition("=")[::2] for item in rest.split(",") if item)
-        info = known.get(label, {})
-        config = {**{k: _number(v) for k, v in parsed.items()}, **(info.get("config") or {})}
-        out[label] = {"name": info.get("name") or name, "config": config}
-    return out
-
-
-def _number(text: str):
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def _same_device_names(epochs: pd.DataFrame, windows: list[pd.DataFrame], activity: list[dict]):
     """The window rows and activity records with the device names of the epoch rows (hardware added where mixed)."""
     names = dict(zip(zip(epochs["run_id"], epochs["device_arg"]), epochs["device"]))
@@ -287,27 +276,3 @@ def _split_mixed_hardware(epochs: pd.DataFrame) -> pd.DataFrame:
     mixed = kinds > 1
     epochs.loc[mixed, "device"] = epochs.loc[mixed, "device"] + " (" + epochs.loc[mixed, "hardware"] + ")"
     return epochs
-
-
-def incomplete_trainings(epochs: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
-    """Trainings that stopped short of the schedule, and trainings run.json asked for that have no row at all.
-
-    Columns: run_id, dataset, device, model, seed, epochs (reached), expected (epochs asked for).
-    """
-    rows = []
-    reached = epochs.groupby(["run_id", "device_arg", "model", "seed"])["epoch"].max()
-    for meta in runs:
-        expected = (meta.get("schedule") or {}).get("epochs")
-        if expected is None:
-            continue
-        ran = reached[reached.index.get_level_values("run_id") == meta["run_id"]]
-        for (run_id, device, model, seed), last in ran.items():
-            if last < expected:
-                rows.append((run_id, meta.get("dataset", "?"), device, model, seed, int(last), expected))
-        for device in meta.get("devices", []):
-            for model in meta.get("models", {}):
-                for seed in meta.get("seeds", []):
-                    if (meta["run_id"], device, model, seed) not in ran.index:
-                        rows.append((meta["run_id"], meta.get("dataset", "?"), device, model, seed, 0, expected))
-    columns = ["run_id", "dataset", "device", "model", "seed", "epochs", "expected"]
-    return pd.DataFrame(rows, columns=columns)

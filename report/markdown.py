@@ -1,16 +1,16 @@
-"""The Markdown text of the report: one section per dataset, tables from ``report.stats``, figures by relative path."""
+"""The Markdown text of the report: one section per dataset (and schedule), tables from ``report.stats``, figures by
+relative path."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
 import pandas as pd
 
-from bench import schema
-from report import stats
-from report.load import Results, incomplete_trainings
+from report import pooling, stats
+from report.load import Results
+from report.runs import incomplete_trainings
 
 ENVIRONMENT = ["python", "torch", "torchvision", "cuda", "snnbench", "git_commit", "platform", "cpu_count", "torch_threads"]
 
@@ -29,19 +29,24 @@ def table(rows: list[dict] | pd.DataFrame, numbers: bool = True) -> str:
 
 def report(
     results: Results,
-    figures: dict[str, list[tuple[str, str]]],
+    figures: dict[pooling.Section, list[tuple[str, str]]],
     sources: list[str],
     target: float,
-    extra: dict[str, list[str]] | None = None,
+    extra: dict[pooling.Section, list[str]] | None = None,
 ) -> str:
-    """The whole report; ``extra`` holds each dataset's further sections (Markdown lines), placed before its figures."""
+    """The whole report; ``figures`` and ``extra`` (further Markdown lines, placed before the figures) are keyed by
+    ``pooling.sections``: one per dataset, or per dataset and schedule where a dataset's runs differ in schedule."""
     epochs, runs = results.epochs, results.runs
     datasets = list(dict.fromkeys(epochs["dataset"]))
+    sections = pooling.sections(epochs)
+    split = (" A dataset whose runs differ in schedule has one section per schedule: trainings of different schedules "
+             "are never pooled either.") if len(sections) > len(datasets) else ""  # fmt: skip
     lines = [
         "# snnbench report",
         "",
         f"Built from {len(runs)} run(s) found in {', '.join(f'`{s}`' for s in sources)}; "
-        f"datasets: {', '.join(datasets)}. Each dataset has its own section; runs on different datasets are never pooled.",
+        f"datasets: {', '.join(datasets)}. Each dataset has its own section; runs on different datasets are never "
+        f"pooled.{split}",
         "",
         "Accuracies are in percent and differences in percentage points. A *seed* is one training; its *final* accuracy "
         "is the test accuracy at the last epoch it reached. Intervals are 95% Student-t intervals over seeds (none for "
@@ -49,23 +54,35 @@ def report(
         "evaluation).",
         "",
     ]  # fmt: skip
-    empty = [m for m in runs if m["run_id"] not in set(epochs["run_id"])]
+    dropped = results.duplicates
+    empty = [m for m in runs if m["run_id"] not in {*epochs["run_id"], *dropped.get("run_id", [])}]
     if empty:
         lines += ["Runs without any result row (not used): " + ", ".join(f"`{m['run_id']}` ({_status(m)})" for m in empty), ""]
-    incomplete = incomplete_trainings(epochs, runs)
-    for dataset in datasets:
-        data = epochs[epochs["dataset"] == dataset]
-        lines += section(dataset, data, runs, incomplete, figures.get(dataset, []), target, (extra or {}).get(dataset, []))
+    # dropped repeats still show how far their run got: a run is not incomplete because its trainings were repeats
+    incomplete = incomplete_trainings(pd.concat([epochs, dropped]) if len(dropped) else epochs, runs).drop_duplicates()
+    for s in sections:
+        notes = _schedule_note(s) + [pooling.duplicates_note(s.select(dropped)) if len(dropped) else None]
+        lines += section(s, s.select(epochs), runs, incomplete, figures.get(s, []), target, (extra or {}).get(s, []),
+                         [n for n in notes if n])  # fmt: skip
     return "\n".join(lines)
 
 
-def section(dataset, data, runs, incomplete, figures, target, extra=()) -> list[str]:
+def heading(s: pooling.Section) -> str:
+    if s.count == 1:
+        return f"## Dataset `{s.dataset}`"
+    return f"## Dataset `{s.dataset}`, schedule {s.index} of {s.count}: {s.schedule}"
+
+
+def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=()) -> list[str]:
     ids = list(dict.fromkeys(data["run_id"]))
-    meta = [m for m in runs if m["run_id"] in ids]
+    first: dict[str, dict] = {}
+    for m in runs:
+        first.setdefault(m["run_id"], m)  # a run folder read twice (a copy) is one run
+    meta = [m for m in first.values() if m["run_id"] in ids]
     marked = _incomplete_groups(data, meta, incomplete)
     return [
-        f"## Dataset `{dataset}`", "",
-        *provenance(data, meta, incomplete[incomplete["run_id"].isin(ids)]),
+        heading(s), "",
+        *provenance(data, meta, incomplete[incomplete["run_id"].isin(ids)], notes),
         "### Summary", "", summary_table(data, marked), "",
         *(["\\* includes incomplete trainings (see above).", ""] if marked else []),
         *head_to_head(data),
@@ -80,7 +97,7 @@ def section(dataset, data, runs, incomplete, figures, target, extra=()) -> list[
     ]  # fmt: skip
 
 
-def provenance(data, meta, incomplete) -> list[str]:
+def provenance(data, meta, incomplete, notes=()) -> list[str]:
     runs = [{
         "run": m["run_id"], "status": _status(m), "started": m.get("started", "?"), "finished": m.get("finished") or "-",
         "devices": ", ".join(m.get("devices", [])), "models": ", ".join(m.get("models", {})),
@@ -101,7 +118,7 @@ def provenance(data, meta, incomplete) -> list[str]:
                   ""]  # fmt: skip
     elif all(m.get("status") == "complete" for m in meta):
         lines += ["Every run is complete and every training reached the epochs its schedule asked for.", ""]
-    lines += _warnings(data, meta)
+    lines += [f"{note}\n" for note in notes] + _repeats(data)
     return lines
 
 
@@ -198,13 +215,16 @@ def _incomplete_groups(data, meta, incomplete) -> set[tuple[str, str]]:
     return set(zip(flagged["device"], flagged["model"]))
 
 
-def _warnings(data: pd.DataFrame, meta: list[dict]) -> list[str]:
-    lines = []
-    schedules = {json.dumps(schema.schedule(m.get("schedule")), sort_keys=True) for m in meta}
-    if len(schedules) > 1:
-        lines.append("**Note:** these runs differ in their schedule (epochs, learning rates, batch size or max batches), "
-                     "yet their trainings are pooled below.")  # fmt: skip
+def _schedule_note(s: pooling.Section) -> list[str]:
+    if s.count == 1:
+        return []
+    return [f"**Note:** the runs on `{s.dataset}` differ in their schedule. Each schedule is reported in its own section "
+            f"and its trainings are never pooled or compared with another's: this section holds those of schedule "
+            f"{s.index} of {s.count} ({s.schedule})."]  # fmt: skip
+
+
+def _repeats(data: pd.DataFrame) -> list[str]:
+    """A note for each seed trained in several runs with different numbers (identical repeats were dropped on load)."""
     repeats = data.groupby(["device", "model", "seed"])["run_id"].nunique()
-    for (device, model, seed), n in repeats[repeats > 1].items():
-        lines.append(f"**Note:** seed {seed} of {model} on {device} was trained in {n} runs; each counts as one seed below.")
-    return [line + "\n" for line in lines]
+    return [f"**Note:** seed {seed} of {model} on {device} was trained in {n} runs; each counts as one seed below.\n"
+            for (device, model, seed), n in repeats[repeats > 1].items()]  # fmt: skip

@@ -13,8 +13,9 @@ import numpy as np
 from matplotlib.colors import Normalize
 
 from bench.schema import BASELINE
-from report.load import Results, model_info
+from report.load import Results
 from report.plots import DPI, slug
+from report.runs import model_info
 
 
 def pick(results: Results, dataset: str) -> dict[str, dict]:
@@ -105,7 +106,7 @@ def _trace(ax: plt.Axes, v: np.ndarray, o: np.ndarray, threshold: float | None, 
     ax.legend(fontsize=8, loc="upper right")
 
 
-def section(results: Results, dataset: str, out_dir: Path) -> list[str]:
+def section(results: Results, dataset: str, out_dir: Path, prefix: str | None = None) -> list[str]:
     """The "Neuron activity" Markdown of one dataset and its PNGs; nothing when no SNN-like model left an activity file."""
     chosen = pick(results, dataset)
     if not chosen:
@@ -126,7 +127,7 @@ def section(results: Results, dataset: str, out_dir: Path) -> list[str]:
         f"step){traces}", "",
     ]  # fmt: skip
     for model, record in chosen.items():
-        file = f"{slug(dataset)}-neurons-{slug(model)}.png"
+        file = f"{prefix or slug(dataset)}-neurons-{slug(model)}.png"
         fig = figure(record, thresholds[model])
         fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
         plt.close(fig)

@@ -41,8 +41,9 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
 
 
-def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float) -> list[tuple[str, str]]:
-    """Write the figures of one dataset into ``out_dir``; return (caption, file name) pairs."""
+def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, prefix: str | None = None):
+    """Write the figures of one dataset into ``out_dir``, files named ``PREFIX-*.png`` (default: the dataset's slug);
+    return (caption, file name) pairs."""
     data = epochs[epochs["dataset"] == dataset].copy()
     data["test_accuracy_pct"] = 100 * data["test_accuracy"]
     palette = dict(zip(dict.fromkeys(data["model"]), sns.color_palette("colorblind")))
@@ -54,7 +55,7 @@ def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float) -
     ]
     out = []
     for caption, name, fig in figures:
-        file = f"{slug(dataset)}-{name}.png"
+        file = f"{prefix or slug(dataset)}-{name}.png"
         fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
         out.append((caption, file))

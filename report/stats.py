@@ -38,10 +38,19 @@ def mean_ci(values) -> tuple[float, float, float]:
     return mean, float(low), float(high)
 
 
+def by(frame: pd.DataFrame, *columns: str) -> list[str]:
+    """Group keys: ``columns``, with the schedule after the dataset where ``frame`` has one, so that trainings of
+    different schedules are never pooled or compared (report.pooling)."""
+    keys = list(columns)
+    if "schedule" in frame.columns and "schedule" not in keys:
+        keys.insert(keys.index("dataset") + 1 if "dataset" in keys else 0, "schedule")
+    return keys
+
+
 def trainings(epochs: pd.DataFrame) -> pd.DataFrame:
     """One row per training: its kind, epochs reached, final and best test accuracy, training seconds and samples."""
     ordered = epochs.sort_values("epoch")
-    grouped = ordered.groupby(TRAINING, sort=False)
+    grouped = ordered.groupby(by(epochs, *TRAINING), sort=False)
     out = grouped.agg(
         kind=("kind", "first"),
         epochs=("epoch", "max"),
@@ -55,12 +64,13 @@ def trainings(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset x device x model: seeds, final accuracy with its 95% CI, best accuracy and training cost."""
+    """Per dataset (x schedule) x device x model: seeds, final accuracy with its 95% CI, best accuracy, training cost."""
     rows = []
-    for (dataset, device, model), g in trainings(epochs).groupby(["dataset", "device", "model"], sort=False):
+    keys = by(epochs, "dataset", "device", "model")
+    for values, g in trainings(epochs).groupby(keys, sort=False):
         mean, low, high = mean_ci(g["final_accuracy"])
         rows.append({
-            "dataset": dataset, "device": device, "model": model, "seeds": len(g),
+            **dict(zip(keys, values)), "seeds": len(g),
             "epochs_min": int(g["epochs"].min()), "epochs_max": int(g["epochs"].max()),
             "final_accuracy": mean, "ci_low": low, "ci_high": high,
             "best_accuracy": g["best_accuracy"].max(),
@@ -72,15 +82,17 @@ def summary(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def head_to_head(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Every SNN-like model against every baseline (FFN) on the same dataset and device: Welch's t-test over seeds."""
+    """Every SNN-like model against every baseline (FFN) on the same dataset, schedule and device: Welch's t-test over
+    seeds."""
     per_training = trainings(epochs)
     rows = []
-    for (dataset, device), g in per_training.groupby(["dataset", "device"], sort=False):
+    keys = by(epochs, "dataset", "device")
+    for values, g in per_training.groupby(keys, sort=False):
         ffns = baselines(g)
         for snn in (m for m in dict.fromkeys(g["model"]) if m not in ffns):
             for ffn in ffns:
                 a, b = g[g["model"] == snn], g[g["model"] == ffn]
-                rows.append({"dataset": dataset, "device": device, "snn": snn, "ffn": ffn, **compare(a, b)})
+                rows.append({**dict(zip(keys, values)), "snn": snn, "ffn": ffn, **compare(a, b)})
     return pd.DataFrame(rows)
 
 
@@ -127,15 +139,17 @@ def sentence(row) -> str:
 
 
 def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Cumulative training seconds until test accuracy first reaches ``target``, per dataset x device x model."""
+    """Cumulative training seconds until test accuracy first reaches ``target``, per dataset (x schedule) x device x
+    model."""
+    training, keys = by(epochs, *TRAINING), by(epochs, "dataset", "device", "model")
     ordered = epochs.sort_values("epoch").copy()
-    ordered["cumulative_seconds"] = ordered.groupby(TRAINING)["train_seconds"].cumsum()
-    hits = ordered[ordered["test_accuracy"] >= target].groupby(TRAINING).first()
+    ordered["cumulative_seconds"] = ordered.groupby(training)["train_seconds"].cumsum()
+    hits = ordered[ordered["test_accuracy"] >= target].groupby(training).first()
     rows = []
-    for (dataset, device, model), g in trainings(epochs).groupby(["dataset", "device", "model"], sort=False):
-        reached = hits.reindex(pd.MultiIndex.from_frame(g[TRAINING])).dropna(subset=["epoch"])
+    for values, g in trainings(epochs).groupby(keys, sort=False):
+        reached = hits.reindex(pd.MultiIndex.from_frame(g[training])).dropna(subset=["epoch"])
         rows.append({
-            "dataset": dataset, "device": device, "model": model, "seeds": len(g), "reached": len(reached),
+            **dict(zip(keys, values)), "seeds": len(g), "reached": len(reached),
             "seconds": reached["cumulative_seconds"].mean() if len(reached) else math.nan,
             "epoch": reached["epoch"].mean() if len(reached) else math.nan,
         })  # fmt: skip
@@ -143,15 +157,16 @@ def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
 
 
 def devices(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Seconds per epoch of each model on each device, and the speed-up over cpu where cpu was measured."""
+    """Seconds per epoch of each model on each device, and the speed-up over cpu where cpu was measured (per schedule)."""
     per_training = trainings(epochs)
     hardware = epochs.groupby("device")["hardware"].first()
     rows = []
-    for (dataset, model), g in per_training.groupby(["dataset", "model"], sort=False):
+    keys = by(epochs, "dataset", "model")
+    for values, g in per_training.groupby(keys, sort=False):
         per_device = g.groupby("device", sort=False)["seconds_per_epoch"].mean()
         cpu = per_device.get("cpu", math.nan)
         for device, seconds in per_device.items():
-            rows.append({"dataset": dataset, "model": model, "device": device, "hardware": hardware[device],
+            rows.append({**dict(zip(keys, values)), "device": device, "hardware": hardware[device],
                          "seconds_per_epoch": seconds, "speedup": cpu / seconds})  # fmt: skip
     return pd.DataFrame(rows)
 

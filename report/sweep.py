@@ -18,9 +18,10 @@ import seaborn as sns
 
 from report import stats
 from report.activity import final_rows, recorded
-from report.load import TRAINING, model_info
+from report.load import TRAINING
 from report.markdown import table
 from report.plots import DPI, HEIGHT, slug, t_interval
+from report.runs import model_info
 
 
 def families(data: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
@@ -109,14 +110,14 @@ def figure(swept: pd.DataFrame, ffns: pd.DataFrame, dataset: str) -> plt.Figure:
     return fig
 
 
-def section(data: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path) -> list[str]:
+def section(data: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path, prefix: str | None = None) -> list[str]:
     """The "Time-step sweep" Markdown of one dataset and its PNG; nothing without two T of one family."""
     swept = per_training(data, runs)
     if swept.empty:
         return []
     everyone = stats.trainings(data)
     ffns = everyone[everyone["model"].isin(stats.baselines(everyone))]
-    file = f"{slug(dataset)}-time-step-sweep.png"
+    file = f"{prefix or slug(dataset)}-time-step-sweep.png"
     fig = figure(swept, ffns, dataset)
     fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
     plt.close(fig)

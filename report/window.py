@@ -20,9 +20,9 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats as st
 
-from report.load import model_info
 from report.markdown import table
 from report.plots import DPI, slug, t_interval
+from report.runs import model_info
 from report.stats import mean_ci
 
 MAX_DT = 20
@@ -214,12 +214,12 @@ def _fmt(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
 
 
-def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path) -> list[str]:
+def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path, prefix: str | None = None) -> list[str]:
     """The Markdown of one dataset's gradient window, and its PNG; nothing when no run wrote a window.csv."""
     windows = windows[windows["dataset"] == dataset] if len(windows) else windows
     if windows.empty:
         return []
-    file = f"{slug(dataset)}-gradient-window.png"
+    file = f"{prefix or slug(dataset)}-gradient-window.png"
     fig = figure(windows, dataset)
     fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
