@@ -109,9 +109,11 @@ def _mean(values: torch.Tensor, where: torch.Tensor, prefix: str) -> dict[str, f
     return {f"{prefix}mean_abs_grad": mean, f"{prefix}pairs": pairs}
 
 
-def save_window(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append one training's window rows to ``path`` (a CSV of WINDOW_COLUMNS) in a single fsync'd write."""
-    append_rows(path, WINDOW_COLUMNS, rows)
+def save_window(path: Path, rows: list[dict[str, Any]], grid: bool = False) -> None:
+    """Append one training's window rows to ``path`` (a CSV of WINDOW_COLUMNS, with ``lr_scale`` after ``seed`` in a
+    run over several learning-rate scales) in a single fsync'd write."""
+    columns = WINDOW_COLUMNS if not grid else [*WINDOW_COLUMNS[:5], "lr_scale", *WINDOW_COLUMNS[5:]]
+    append_rows(path, columns, rows)
 
 
 def save_activity(path: Path, arrays: dict[str, np.ndarray], **labels: Any) -> None:

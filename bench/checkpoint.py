@@ -72,7 +72,8 @@ class Checkpoints:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
-        if state.get("format") not in READABLE or tuple(state.get("key", ())) != tuple(key):
+        recorded = state.get("key") or ()
+        if state.get("format") not in READABLE or not 3 <= len(recorded) <= 4 or TrainingKey(*recorded) != key:
             raise CheckpointError(f"checkpoint {path} is not one of {key.model} on {key.device} with seed {key.seed}")
         model.load_state_dict(state["model"])
         set_rng_state(state["rng"], key.device, shuffle)

@@ -38,6 +38,17 @@ def positive(kind):
     return parse
 
 
+def nonnegative_int(text: str) -> int:
+    """An argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def fraction_below_one(text: str) -> float:
     """An argparse type: a number in [0, 1)."""
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from bench.cli import fraction_below_one, positive
+from bench.cli import fraction_below_one, nonnegative_int, positive
 
 
 def option(default: Any, flag: str, help: str, parse=None, nargs: str | None = None, shown: str | None = None):
@@ -35,6 +35,8 @@ class TrainConfig:
     batch_size: int = option(1000, "--batch-size", "training and test batch size", positive(int))
     max_batches: int | None = option(None, "--max-batches", "cap on training and test batches per epoch", positive(int),
                                      shown="no cap")  # fmt: skip
+    validation: int = option(0, "--validation", "training samples held out, stratified by class, evaluated after "
+                             "every epoch and never trained on (0: none, the 2018 protocol)", nonnegative_int)  # fmt: skip
     optimizer: str = "sgd"  # the only one so far; an Adam option is a new choice here and a flag
     # The 2018 notebook made a new optimizer each epoch: SGD's momentum buffer starts at zero again.
     # Otherwise the optimizer's state goes on, and checkpoints carry it.
@@ -51,6 +53,10 @@ class TrainConfig:
                     raise ValueError(f"{f.metadata['flag']}: {exc}") from None
         if self.optimizer != "sgd":
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from sgd")
+
+    def scaled(self, factor: float) -> TrainConfig:
+        """The same schedule with every learning rate times ``factor`` (``--lr-scale``)."""
+        return self if factor == 1 else dataclasses.replace(self, lrs=tuple(lr * factor for lr in self.lrs))
 
     def lr(self, epoch: int) -> float:
         """The learning rate of ``epoch`` (counted from 1)."""

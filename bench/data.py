@@ -192,6 +192,27 @@ def load(name: str, data_dir: str | Path = "data", device: str | torch.device = 
     return _cached(name, os.path.abspath(data_dir), str(torch.device(device)))
 
 
+VALIDATION_SEED = 2018  # the held-out split is the same for every model, seed and scale (run.json records it)
+
+
+def hold_out(split: Split, n: int, seed: int = VALIDATION_SEED) -> tuple[Split, Split]:
+    """(what trains, ``n`` held-out samples), stratified: each class keeps its share of the held-out samples
+    (largest remainders round up), drawn by a generator of ``seed`` alone; both in the split's order."""
+    labels = split.labels.cpu()
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    classes, counts = labels.unique(return_counts=True)
+    share = n * counts.double() / len(labels)
+    quota = share.floor().long()
+    quota[(share - quota).argsort(descending=True, stable=True)[: n - int(quota.sum())]] += 1
+    held = torch.cat([order[labels[order] == c][:q] for c, q in zip(classes.tolist(), quota.tolist())]).sort().values
+    kept = torch.ones(len(labels), dtype=torch.bool)
+    kept[held] = False
+    keep, held = kept.nonzero().squeeze(1), held
+    device = split.labels.device
+    return (Split(split.images[keep.to(device)], split.labels[keep.to(device)]),
+            Split(split.images[held.to(device)], split.labels[held.to(device)]))  # fmt: skip
+
+
 def num_batches(n: int, batch_size: int, max_batches: int | None = None) -> int:
     count = -(-n // batch_size)
     return min(count, max_batches) if max_batches else count

@@ -18,7 +18,7 @@ import models
 from bench import config as train_config
 from bench import contract
 from bench import data as datasets
-from bench.cli import Parser, UsageError
+from bench.cli import Parser, UsageError, positive
 from bench.devices import DeviceError, resolve_devices
 from bench.record import check_unchanged, read_run, recorded_args, to_argv
 
@@ -36,6 +36,24 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist (default: %(default)s)")
     train_config.add_options(p)  # --epochs, --lr, --momentum, --batch-size, --max-batches: bench/config.py
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
+    p.add_argument("--lr-scale", type=positive(float), nargs="+", default=[1.0], metavar="S",
+                   help="multiply the whole --lr schedule by each S: one training per model x device x seed x S "
+                        "(default: 1)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=positive(int),
+        default=None,
+        help="torch threads per training (default: as many as torch takes, the cores of this machine)",
+    )
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: one training after the other in this process; dask: each training a task on a Dask "
+                        "cluster (pip install -e '.[dask]') (default: local)")  # fmt: skip
+    p.add_argument("--workers", type=positive(int), default=None,
+                   help="--executor dask without --scheduler: worker processes of the LocalCluster that bench.run "
+                        "starts and stops (default: the cores divided by --threads; one per GPU for cuda)")  # fmt: skip
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="--executor dask: the tcp://HOST:PORT of a running Dask scheduler to use instead of a "
+                        "LocalCluster (default: none)")  # fmt: skip
     p.add_argument("--out", default="results", help="parent folder of the run folder (default: %(default)s)")
     p.add_argument("--no-report", action="store_true", help="do not build the Markdown report at the end")
     p.add_argument(
@@ -90,7 +108,24 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"the same model is given twice: {', '.join(labels)}")
     if len(set(args.seeds)) != len(args.seeds):
         raise UsageError(f"the same seed is given twice: {args.seeds}")
+    if len(set(args.lr_scale)) != len(args.lr_scale):
+        raise UsageError(f"the same --lr-scale is given twice: {' '.join(map(str, args.lr_scale))}")
+    if args.executor != "dask" and (args.scheduler is not None or args.workers is not None):
+        raise UsageError(f"{'--scheduler' if args.scheduler is not None else '--workers'} needs --executor dask")
+    if args.scheduler is not None and args.workers is not None:
+        raise UsageError("--workers is for the LocalCluster that bench.run starts; with --scheduler the cluster has its own")
     return args
+
+
+def check_data(args: argparse.Namespace) -> None:
+    """What the data must allow: a validation split that leaves samples to train on, of every class."""
+    data = datasets.load(args.dataset, args.data_dir, args.devices[0])
+    n = args.config.validation
+    if n and n >= len(data.train):
+        raise UsageError(f"--validation {n} is not below the {len(data.train)} training samples of {args.dataset}")
+    if n and n < data.info.n_classes:
+        raise UsageError(f"--validation {n} is fewer than the {data.info.n_classes} classes of {args.dataset}: "
+                         "a stratified split needs at least one of each")  # fmt: skip
 
 
 def check_models(args: argparse.Namespace) -> None:
@@ -116,7 +151,7 @@ def warnings(args: argparse.Namespace) -> list[str]:
     if args.lr_given and len(config.lrs) > config.epochs:
         unused = len(config.lrs) - config.epochs
         found.append(f"{len(config.lrs)} learning rates for {config.epochs} epoch(s): the last {unused} never used")
-    n_train = len(datasets.load(args.dataset, args.data_dir, args.devices[0]).train)
+    n_train = len(datasets.load(args.dataset, args.data_dir, args.devices[0]).train) - config.validation
     if config.batch_size > n_train:
         found.append(f"--batch-size {config.batch_size} is more than the {n_train} training samples of {args.dataset}: "
                      "each epoch is one step")  # fmt: skip

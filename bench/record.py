@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as train_config
+from bench.data import VALIDATION_SEED
 from bench.results import lock_run_dir, repair_csv, write_json
-from bench.schema import csv_columns, header_problem
+from bench.schema import TrainingKey, csv_columns, header_problem
 
 # Only options that change no number in the results may be given with --resume; repeating
 # any other option with its recorded value is harmless, a different value is an error.
-MAY_CHANGE = ("no_report", "keep_checkpoints")
+MAY_CHANGE = ("no_report", "keep_checkpoints", "executor", "workers", "scheduler")
 
 
 class ResumeError(ValueError):
@@ -39,6 +40,8 @@ def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "models": [s.label for s in args.specs], "device": list(args.devices), "dataset": args.dataset,
         "data_dir": os.path.abspath(args.data_dir), **train_config.recorded_args(args.config), "seeds": list(args.seeds),
+        "lr_scale": list(args.lr_scale), "threads": args.threads, "executor": args.executor, "workers": args.workers,
+        "scheduler": args.scheduler,
         "out": os.path.abspath(args.out), "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints,
         "no_metrics": args.no_metrics,
     }  # fmt: skip
@@ -59,8 +62,9 @@ def new_record(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         "models": {s.label: s.record() for s in args.specs},
         "environment": environment(),
         "args": recorded_args(args),
-        "trainings": [{"model": s.label, "device": d, "seed": seed, "status": "pending", "epochs_done": 0}
-                      for d in args.devices for s in args.specs for seed in args.seeds],
+        "validation_seed": VALIDATION_SEED,  # the held-out split (--validation) is drawn from it alone
+        "trainings": [{**TrainingKey(s.label, d, seed, scale).record(), "status": "pending", "epochs_done": 0}
+                      for d in args.devices for s in args.specs for scale in args.lr_scale for seed in args.seeds],
     }  # fmt: skip
 
 
@@ -82,7 +86,8 @@ def check_unchanged(recorded: dict[str, Any], wanted: dict[str, Any], run_dir: s
     """ResumeError naming the first option whose value differs from the recorded one."""
     for key, value in recorded.items():
         if key not in MAY_CHANGE and wanted.get(key) != value:
-            flag, allowed = "--" + key.replace("_", "-"), " and ".join("--" + k.replace("_", "-") for k in MAY_CHANGE)
+            flags = ["--" + k.replace("_", "-") for k in MAY_CHANGE]
+            flag, allowed = "--" + key.replace("_", "-"), ", ".join(flags[:-1]) + " and " + flags[-1]
             raise ResumeError(
                 f"{flag} {_show(wanted.get(key))} contradicts the recorded {flag} {_show(value)} of {run_dir}; "
                 f"with --resume only {allowed} may be given"

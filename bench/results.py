@@ -128,15 +128,17 @@ class EpochWriter:
 
 
 def append_rows(path: str | Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Append ``rows`` to the CSV ``path`` in one write (a header first if the file is new) and fsync.
+    """Append ``rows`` to the CSV ``path`` in one write (a header of ``columns`` first if the file is new; an existing
+    file keeps its own header, and rows are written by its column names) and fsync.
 
     A cut-off last line (a write torn by a crash) is removed first, so that the new rows start on a line of their own."""
     path = Path(path)
     if path.exists():
         repair_csv(path)
+    fresh = not path.exists() or path.stat().st_size == 0
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=columns)
-    if not path.exists() or path.stat().st_size == 0:
+    writer = csv.DictWriter(text, fieldnames=columns if fresh else csv_columns(path) or columns, extrasaction="ignore")
+    if fresh:
         writer.writeheader()
     writer.writerows(rows)
     with open(path, "a", newline="") as f:

@@ -12,22 +12,20 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
-import torch
 from tabulate import tabulate
 
 from bench import analysis, interrupt, preflight
 from bench import data as datasets
 from bench.checkpoint import CheckpointError, Checkpoints
 from bench.cli import UsageError
-from bench.loop import Diverged
+from bench.executors import Ended, run_local
 from bench.preflight import build_parser, parse_args  # noqa: F401  (the CLI's parser, as tests and users import it)
 from bench.record import ResumeError, new_record, open_run, resume_command, take
 from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
 from bench.schema import TrainingKey, header, read_epochs
-from bench.train import Analysis, Epoch, Finished, Started, Task, train
+from bench.train import Analysis, Epoch, Started, Task
 
 # Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
 FINISHED = ("complete", "diverged")
@@ -71,7 +69,9 @@ def _main(argv: list[str] | None = None) -> int:
             _run_folder_check(check_writable, args.out)  # before loading (and maybe downloading) any data
         for device in args.devices:  # found (or downloaded) and checked before the run exists; the trainings reuse it
             datasets.load(args.dataset, args.data_dir, device)
+        preflight.check_data(args)
         preflight.check_models(args)
+        run_trainings = executor(args)  # distributed installed, the scheduler reachable: before the run folder exists
         if args.resume is None:
             for line in preflight.warnings(args):
                 print(f"bench.run: warning: {line}", file=sys.stderr)
@@ -103,21 +103,20 @@ def _main(argv: list[str] | None = None) -> int:
 
     record = RunRecord(run_dir, meta)
     specs = {s.label: s for s in args.specs}
-    tasks = [
-        Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[t["model"]], t["device"], t["seed"], args.config,
-             metrics=not args.no_metrics)
-        for t in meta["trainings"] if t["status"] not in FINISHED
-    ]  # fmt: skip
-    columns = header(layer for s in args.specs for layer in s.info.layers)
+    pending = [TrainingKey.of(t) for t in meta["trainings"] if t["status"] not in FINISHED]
+    tasks = [Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[k.model], k.device, k.seed, args.config,
+                  metrics=not args.no_metrics, lr_scale=k.lr_scale, threads=args.threads) for k in pending]  # fmt: skip
+    grid = any(TrainingKey.of(t).lr_scale != 1 for t in meta["trainings"])
+    columns = header((layer for s in args.specs for layer in s.info.layers), grid, args.config.validation > 0)
     try:
         with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
             if writer.missing and not args.no_metrics:
                 print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
                       "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
-            for task in tasks:
-                if stop():
-                    break
-                _run_training(task, record, writer, stop, args.keep_checkpoints)
+            analysed = {k: bool(record.trainings[k].get("analysed")) for k in pending}
+            recorder = Recorder(record, writer, {t.key: t for t in tasks}, args.keep_checkpoints)
+            for event in run_trainings(tasks, run_dir / "checkpoints", analysed, stop):
+                recorder.add(event)
         if stop():
             meta["status"] = "interrupted"
             print(f"bench.run: interrupted ({stop.name}); every finished epoch is in {run_dir / 'epochs.csv'}. Resume with:\n"
@@ -164,53 +163,67 @@ def _run_folder_check(function, out: str):
         raise UsageError(f"cannot create a run folder in {out}: {exc.strerror}{where}") from None
 
 
-def _run_training(task: Task, record: RunRecord, writer: EpochWriter, stop, keep_checkpoints: bool) -> None:
-    """Run one training through ``train`` and record what it yields; its status ends in run.json."""
-    key, batch_size = task.key, task.config.batch_size
-    entry, checkpoints = record.trainings[key], Checkpoints(record.dir / "checkpoints")
-    status = "interrupted"  # unless it reaches its end or fails
-    try:
-        for event in train(task, checkpoints.folder, analysed=bool(entry.get("analysed")), stop=stop):
-            if isinstance(event, Started):
-                if event.epochs_done == 0 and entry["epochs_done"]:
-                    print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1, "
-                          "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
-                record.update(key, status="running", epochs_done=event.epochs_done)
-            elif isinstance(event, Epoch):
-                # The checkpoint is saved before the row is written: a row is in the CSV only once its checkpoint is
-                # on disk, so a resumed training goes on after its checkpoint's epoch and never has rows beyond it. If
-                # a crash (power, kill -9) came between the two, the restored checkpoint's row is written here then;
-                # EpochWriter never writes a row twice.
-                writer.write(event.row)
-                record.update(key, epochs_done=event.epoch)
-                if not event.restored:
-                    _print_epoch(key, event.row, task.config.epochs)
-            elif isinstance(event, Analysis):
-                _save_analysis(record, task, event)
-            elif isinstance(event, Finished):
-                status = "complete"
-    except Diverged as exc:
-        status = "diverged"
-        entry["detail"] = str(exc)
-        print(f"bench.run: {key.describe()} diverged: {exc}; the other trainings go on", file=sys.stderr)
-    except torch.cuda.OutOfMemoryError:
-        status = "oom"
-        entry["detail"] = f"out of memory on {task.device} with --batch-size {batch_size}"
-        print(f"bench.run: {key.describe()}: out of memory on {task.device}; start a new run with a smaller --batch-size "
-              f"than {batch_size}, or free memory and --resume it (it goes on after its last epoch)",
-              file=sys.stderr)  # fmt: skip
-    except CheckpointError:
-        raise
-    except Exception as exc:  # a bug, most likely in a plug-in model: that training fails, the others go on
-        status, line = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        entry["detail"] = line
-        with open(record.dir / ERRORS_LOG, "a") as log:
-            log.write(f"--- {key.describe()} ({time.strftime('%Y-%m-%dT%H:%M:%S%z')})\n{traceback.format_exc()}\n")
-        print(f"bench.run: {key.describe()} failed: {line}; its traceback is in {record.dir / ERRORS_LOG}; "
-              "the other trainings go on", file=sys.stderr)  # fmt: skip
-    record.update(key, status=status)
-    if status in ("complete", "diverged") and not keep_checkpoints:  # an interrupted or oom one goes on from it
-        checkpoints.remove(key)
+def executor(args):
+    """The function that runs the trainings: bench.executors.run_local, or one on a Dask cluster."""
+    if args.executor == "local":
+        return run_local
+    from bench import dask_executor
+
+    return dask_executor.prepare(args)  # UsageError (exit 2) when it cannot run: not installed, unreachable
+
+
+class Recorder:
+    """Writes what the trainings yield, from whichever executor, into the run folder; the only writer there."""
+
+    def __init__(self, record: RunRecord, writer: EpochWriter, tasks: dict[TrainingKey, Task], keep_checkpoints: bool):
+        self.record, self.writer, self.tasks, self.keep = record, writer, tasks, keep_checkpoints
+        self.checkpoints = Checkpoints(record.dir / "checkpoints")
+        self.ended = 0
+
+    def add(self, event) -> None:
+        key, record = event.key, self.record
+        entry, task = record.trainings[key], self.tasks[event.key]
+        if isinstance(event, Started):
+            if event.epochs_done == 0 and entry["epochs_done"]:
+                print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1, "
+                      "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
+            record.update(key, status="running", epochs_done=event.epochs_done)
+        elif isinstance(event, Epoch):
+            # The checkpoint is saved before the row is written: a row is in the CSV only once its checkpoint is
+            # on disk, so a resumed training goes on after its checkpoint's epoch and never has rows beyond it. If
+            # a crash (power, kill -9) came between the two, the restored checkpoint's row is written here then;
+            # EpochWriter never writes a row twice.
+            self.writer.write(event.row)
+            record.update(key, epochs_done=max(event.epoch, entry["epochs_done"]))
+            if not event.restored:
+                _print_epoch(key, event.row, task.config.epochs)
+        elif isinstance(event, Analysis):
+            _save_analysis(record, task, event)
+        elif isinstance(event, Ended):
+            self._end(task, event)
+
+    def _end(self, task: Task, event: Ended) -> None:
+        key, record, dir = task.key, self.record, self.record.dir
+        if event.detail:
+            record.trainings[key]["detail"] = event.detail
+        if event.status == "diverged":
+            print(f"bench.run: {key.describe()} diverged: {event.detail}; the other trainings go on", file=sys.stderr)
+        elif event.status == "oom":
+            print(f"bench.run: {key.describe()}: out of memory on {task.device}; start a new run with a smaller "
+                  f"--batch-size than {task.config.batch_size}, or free memory and --resume it (it goes on after its "
+                  "last epoch)", file=sys.stderr)  # fmt: skip
+        elif event.status == "failed":
+            with open(dir / ERRORS_LOG, "a") as log:
+                log.write(f"--- {key.describe()} ({time.strftime('%Y-%m-%dT%H:%M:%S%z')})\n{event.traceback}\n")
+            print(f"bench.run: {key.describe()} failed: {event.detail}; its traceback is in {dir / ERRORS_LOG}; "
+                  "the other trainings go on", file=sys.stderr)  # fmt: skip
+        record.update(key, status=event.status)
+        if event.status in ("complete", "diverged") and not self.keep:  # an interrupted or oom one goes on from it
+            self.checkpoints.remove(key)
+        if event.status != "interrupted":
+            self.ended += 1
+            if len(self.tasks) > 1:
+                print(f"bench.run: {self.ended} of {len(self.tasks)} trainings ended", file=sys.stderr)
 
 
 def _print_epoch(key: TrainingKey, row: dict, epochs: int) -> None:
@@ -224,11 +237,12 @@ def _save_analysis(record: RunRecord, task: Task, event: Analysis) -> None:
     """One test digit's neuron activity (RUN/activity/) and the gradient window (RUN/window.csv): a whole file and all of
     a training's rows, then the record of both, so that a resume never appends the rows again."""
     key = task.key
+    grid = any(TrainingKey.of(t).lr_scale != 1 for t in record.meta["trainings"])
     labels = {"run_id": task.run_id, "dataset": task.dataset, "model": key.model, "device": key.device, "seed": key.seed,
-              "epoch": event.epoch}  # fmt: skip
+              **({"lr_scale": key.lr_scale} if grid else {}), "epoch": event.epoch}  # fmt: skip
     config = {"reset": getattr(task.model.config, "reset", ""), "decay": getattr(task.model.config, "decay", "")}
     analysis.save_activity(record.dir / "activity" / f"{key.file_stem()}.npz", event.activity, **labels)
-    analysis.save_window(record.dir / "window.csv", [{**labels, **config, **row} for row in event.window])
+    analysis.save_window(record.dir / "window.csv", [{**labels, **config, **row} for row in event.window], grid)
     record.update(key, analysed=True)
 
 
@@ -244,17 +258,21 @@ def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:
 
 
 def _console_table(finals: list[dict]) -> str:
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for row in finals:
-        groups.setdefault((row["model"], row["device"]), []).append(row)
+        groups.setdefault((row["model"], row["device"], TrainingKey.of(row).lr_scale), []).append(row)
+    grid = any(scale != 1 for _, _, scale in groups)
     table = [
-        [model, device, len(rows),
+        [model, device, *([f"{scale:g}"] if grid else []), len(rows),
          100 * sum(r["test_accuracy"] for r in rows) / len(rows),
+         *([100 * sum(r["val_accuracy"] for r in rows) / len(rows)] if "val_accuracy" in rows[0] else []),
          sum(r["seconds_sum"] / r["epoch"] for r in rows) / len(rows)]
-        for (model, device), rows in groups.items()
+        for (model, device, scale), rows in groups.items()
     ]  # fmt: skip
-    headers = ["model", "device", "seeds", "final test accuracy (%)", "train s/epoch"]
-    return tabulate(table, headers=headers, floatfmt=("", "", "", ".2f", ".3f"))
+    validation = bool(finals) and "val_accuracy" in finals[0]
+    headers = ["model", "device", *(["lr scale"] if grid else []), "seeds", "final test accuracy (%)",
+               *(["final validation accuracy (%)"] if validation else []), "train s/epoch"]  # fmt: skip
+    return tabulate(table, headers=headers, floatfmt=".2f")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,19 @@ INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
 STR_COLUMNS = {"run_id", "dataset", "model", "device"}
 
 
-def header(layers: Iterable[str] = DEFAULT_LAYERS) -> list[str]:
-    """The header of a new epochs.csv whose models have these layers (at least the default two, in order)."""
+# A grid over learning-rate scales and a validation split add these, after the base columns, only to the runs
+# that use them (a run without either has the 0.2 header). Absent: scale 1, no validation.
+GRID_COLUMNS = ["lr_scale"]  # what the training's --lr schedule was multiplied by
+VALIDATION_COLUMNS = ["val_loss", "val_accuracy"]  # on the held-out training samples (--validation), after each epoch
+OPTIONAL_COLUMNS = GRID_COLUMNS + VALIDATION_COLUMNS
+
+
+def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False) -> list[str]:
+    """The header of a new epochs.csv whose models have these layers (at least the default two, in order), with the
+    ``lr_scale`` column when the run has several scales (or one other than 1) and ``val_*`` with a validation split."""
     names = list(dict.fromkeys([*DEFAULT_LAYERS, *layers]))
-    return BASE_COLUMNS + metric_columns(sorted(names, key=_layer_number))
+    extra = (GRID_COLUMNS if grid else []) + (VALIDATION_COLUMNS if validation else [])
+    return BASE_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
 
 
 def _layer_number(name: str) -> tuple[int, str]:
@@ -73,7 +82,7 @@ def header_problem(columns: list[str] | None) -> str | None:
     if columns is None:
         return "no whole header line"
     missing = [c for c in BASE_COLUMNS if c not in columns]
-    unknown = [c for c in columns if c not in BASE_COLUMNS and not is_metric(c)]
+    unknown = [c for c in columns if c not in BASE_COLUMNS and c not in OPTIONAL_COLUMNS and not is_metric(c)]
     if missing:
         return f"lacks the column(s) {', '.join(missing)}"
     if unknown:
@@ -89,25 +98,33 @@ class TrainingKey(NamedTuple):
     model: str  # the canonical spec (models.registry.ModelSpec.label)
     device: str
     seed: int
+    lr_scale: float = 1.0  # the factor on the --lr schedule (--lr-scale); 1 where a file does not say
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> TrainingKey:
         """The key of a CSV row or of a run.json training."""
-        return cls(str(row["model"]), str(row["device"]), int(row["seed"]))
+        scale = row.get("lr_scale", 1.0)
+        scale = 1.0 if scale in ("", None) or scale != scale else float(scale)  # empty or NaN: not recorded
+        return cls(str(row["model"]), str(row["device"]), int(row["seed"]), scale)
 
     def describe(self) -> str:
-        return f"{self.model} {self.device} seed {self.seed}"
+        return f"{self.model} {self.device} seed {self.seed}" + (f" lr x{self.lr_scale:g}" if self.lr_scale != 1 else "")
 
     def file_stem(self) -> str:
         """A portable file name for the training's checkpoint and activity file; the hash keeps two labels
-        that slug alike apart."""
-        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{self.model}_{self.device}_seed{self.seed}")
-        digest = hashlib.sha1(f"{self.model}\0{self.device}\0{self.seed}".encode()).hexdigest()[:8]
-        return f"{slug}-{digest}"
+        that slug alike apart. Scale 1 keeps the name it had before there were scales."""
+        scaled = f"_lr{self.lr_scale!r}" if self.lr_scale != 1 else ""
+        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{self.model}_{self.device}_seed{self.seed}{scaled}")
+        text = f"{self.model}\0{self.device}\0{self.seed}" + (f"\0{self.lr_scale!r}" if scaled else "")
+        return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+
+    def record(self) -> dict[str, Any]:
+        """As run.json's trainings and the CSV rows name it."""
+        return {"model": self.model, "device": self.device, "seed": self.seed, "lr_scale": self.lr_scale}
 
 
-def row_key(row: dict[str, Any]) -> tuple[str, str, int, int]:
-    """What makes a row unique in one run: (model, device, seed, epoch)."""
+def row_key(row: dict[str, Any]) -> tuple[str, str, int, float, int]:
+    """What makes a row unique in one run: (model, device, seed, lr_scale, epoch)."""
     return (*TrainingKey.of(row), int(row["epoch"]))
 
 
@@ -149,7 +166,7 @@ def typed(column: str, text: str) -> str | int | float:
         return text
     if column in INT_COLUMNS:
         return int(text)
-    return float(text) if text != "" or not is_metric(column) else math.nan
+    return float(text) if text != "" or not (is_metric(column) or column in OPTIONAL_COLUMNS) else math.nan
 
 
 # The STDP-like gradient window (bench/analysis.py): one row per training and dt.

@@ -49,10 +49,12 @@ class Task:
     seed: int
     config: TrainConfig = field(default_factory=TrainConfig)
     metrics: bool = True  # count activity and operations in every evaluation; analyse a spiking model at the end
+    lr_scale: float = 1.0  # multiplies every learning rate of config's schedule (--lr-scale)
+    threads: int | None = None  # torch threads while it trains (--threads); None: as the process has them
 
     @property
     def key(self) -> TrainingKey:
-        return TrainingKey(self.model.label, self.device, self.seed)
+        return TrainingKey(self.model.label, self.device, self.seed, self.lr_scale)
 
 
 @dataclass(frozen=True)
@@ -89,8 +91,9 @@ def train(
     task: Task, checkpoint_dir: str | Path, analysed: bool = False, stop: Callable[[], bool] | None = None
 ) -> Iterator[Event]:
     """Train ``task`` from scratch or from its checkpoint in ``checkpoint_dir``; see the module's doc."""
-    key, config, info = task.key, task.config, task.model.info
+    key, config, info = task.key, task.config.scaled(task.lr_scale), task.model.info
     data = datasets.load(task.dataset, task.data_dir, task.device)
+    training, held_out = datasets.hold_out(data.train, config.validation) if config.validation else (data.train, None)
     checkpoints = Checkpoints(checkpoint_dir)
     shuffle = seed_everything(task.seed, task.device)
     model = optimizer = None
@@ -106,7 +109,7 @@ def train(
         for epoch in range(done + 1, config.epochs + 1):
             optimizer = config.optimizer_for(epoch, model.parameters(), optimizer)
             tag = f"{key.describe()} epoch {epoch}/{config.epochs}"
-            train_stats = train_epoch(model, data.train, optimizer, config.batch_size, shuffle, config.max_batches, tag, stop)
+            train_stats = train_epoch(model, training, optimizer, config.batch_size, shuffle, config.max_batches, tag, stop)
             if not math.isfinite(train_stats.loss):
                 raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
             test_stats = evaluate(model, data.test, config.batch_size, config.max_batches, tag + " test", task.metrics,
@@ -114,6 +117,9 @@ def train(
             if not math.isfinite(test_stats.loss):
                 raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {config.lr(epoch)})")
             row = _row(task, epoch, config.lr(epoch), train_stats, test_stats)
+            if held_out is not None:  # never trained on; no metrics, and not in eval_seconds (the test pass's time)
+                val = evaluate(model, held_out, config.batch_size, config.max_batches, tag + " validation", stop=stop)
+                row.update(val_loss=val.loss, val_accuracy=val.accuracy)
             checkpoints.save(key, epoch, row, model, optimizer, shuffle)  # before the row: see bench/run.py
             yield Epoch(key, epoch, row)
             done = epoch
@@ -134,7 +140,8 @@ def train(
 def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
     return {
         "run_id": task.run_id, "dataset": task.dataset, "model": task.model.label, "device": task.device,
-        "seed": task.seed, "epoch": epoch, "lr": lr, "train_loss": tr.loss, "train_accuracy": tr.accuracy,
+        "seed": task.seed, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr, "train_loss": tr.loss,
+        "train_accuracy": tr.accuracy,
         "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
         "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,

@@ -115,9 +115,9 @@ def test_window_rows_go_after_a_torn_last_line(tmp_path):
 def test_a_signal_during_the_analysis_does_not_write_its_rows_twice(tmp_path, monkeypatch):
     real = bench.analysis.save_window
 
-    def save_then_signal(path, rows):
+    def save_then_signal(path, rows, *args):
         os.kill(os.getpid(), signal.SIGINT)  # only asks the run to stop: the file, the rows and their record are whole
-        real(path, rows)
+        real(path, rows, *args)
 
     monkeypatch.setattr(bench.analysis, "save_window", save_then_signal)
     argv = ["--models", "snn:time_steps=6", "--device", "cpu", "--max-batches", "1", "--epochs", "1", "--batch-size", "100",

@@ -149,8 +149,8 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys, make, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--epochs", "2"], "--epochs 2 contradicts the recorded --epochs 1 of {r}; with --resume only --no-report and "
-                            "--keep-checkpoints may be given"),
+        (["--epochs", "2"], "--epochs 2 contradicts the recorded --epochs 1 of {r}; with --resume only --no-report, "
+                            "--keep-checkpoints, --executor, --workers and --scheduler may be given"),
         (["--models", "snn"], "--models snn contradicts the recorded --models ffn"),
         (["--seeds", "3", "4"], "--seeds 3 4 contradicts the recorded --seeds 3"),
         (["--lr", "0.1"], "--lr 0.1 contradicts the recorded --lr 0.1 0.05 0.01"),

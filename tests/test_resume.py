@@ -12,6 +12,7 @@ import pytest
 import torch
 from test_plugins import GOOD  # a plug-in model's source
 
+import bench.executors
 import bench.loop
 import bench.run
 import bench.train
@@ -38,7 +39,7 @@ def only_run(out):
 
 def interrupt_after_epoch(n, signum=signal.SIGINT):
     """Replace bench.run's train() by one that gets a signal once the first training's epoch ``n`` is recorded."""
-    real, calls = bench.run.train, []
+    real, calls = bench.executors.train, []
 
     def train(*args, **kwargs):
         calls.append(1)
@@ -54,7 +55,7 @@ def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, c
     argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run, "train", interrupt_after_epoch(1))
+        m.setattr(bench.executors, "train", interrupt_after_epoch(1))
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     run_dir = only_run(tmp_path / "cut")
     err = capsys.readouterr().err
@@ -76,7 +77,7 @@ def test_a_crash_between_checkpoint_and_row_and_a_partial_line_lose_nothing(tmp_
     argv = ["--models", "ffn", "--epochs", "3", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run, "train", interrupt_after_epoch(2))
+        m.setattr(bench.executors, "train", interrupt_after_epoch(2))
         assert main([*argv, "--out", str(tmp_path / "cut"), "--keep-checkpoints"]) == 130
     run_dir = only_run(tmp_path / "cut")
     # as if the power went out while row 2 was being written, after its checkpoint was saved
@@ -93,7 +94,7 @@ def test_a_run_started_before_the_metric_columns_resumes_in_its_own_format(tmp_p
     argv = ["--models", "ffn", "--epochs", "3", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
-        m.setattr(bench.run, "train", interrupt_after_epoch(1))
+        m.setattr(bench.executors, "train", interrupt_after_epoch(1))
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     run_dir = only_run(tmp_path / "cut")
     # as snnbench 0.1 left it: the first 16 columns only, and no "no_metrics" among the recorded arguments
