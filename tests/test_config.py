@@ -53,7 +53,8 @@ def test_resume_refuses_a_new_value_of_every_option(tmp_path, capsys, field):
             "--no-report", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     (run_dir,) = tmp_path.iterdir()
-    other = {"epochs": "2", "lrs": "0.3", "momentum": "0.25", "batch_size": "50", "max_batches": "2", "validation": "100"}[field.name]
+    others = {"epochs": "2", "lrs": "0.3", "momentum": "0.25", "batch_size": "50", "max_batches": "2", "validation": "100"}
+    other = others[field.name]
     capsys.readouterr()
     assert main(["--resume", str(run_dir), field.metadata["flag"], other]) == 2
     assert f"{field.metadata['flag']} {other} contradicts the recorded" in capsys.readouterr().err
