@@ -34,18 +34,19 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
     """
     with folder.interruptible() as signals:
         folder.prepare(Path(out_dir))  # before any work: a user's folder is refused at once
-        from report import markdown, plots
+        from report import markdown, plots, tuned
         from report.load import load
         from report.pooling import sections
 
         results = load(paths)  # load
         with folder.replacing(Path(out_dir), signals) as tmp:
-            figures, extra = {}, {}
+            figures, extra, grids = {}, {}, {}
             for s in sections(results.epochs):
                 prefix = plots.slug(s.dataset) if s.count == 1 else f"{plots.slug(s.dataset)}-schedule-{s.index}"
                 figures[s] = plots.draw_all(s.select(results.epochs), s.dataset, tmp, target, prefix)
                 extra[s] = spiking_sections(results, s, tmp, prefix)
-            text = markdown.report(results, figures, [str(p) for p in paths], target, extra)  # summarise
+                grids[s] = tuned.section(s.select(results.epochs), results.runs, s.dataset, tmp, prefix)
+            text = markdown.report(results, figures, [str(p) for p in paths], target, extra, grids)  # summarise
             (tmp / "report.md").write_text(text)
     return Path(out_dir) / "report.md"
 

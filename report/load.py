@@ -8,6 +8,7 @@ Nothing is summarised here.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import zipfile
 import zlib
@@ -24,9 +25,10 @@ from report.folder import ReportError
 # what the report needs from each row; run_id falls back to the folder name when absent
 REQUIRED = ["dataset", "model", "device", "seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 NUMERIC = ["seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
-TRAINING = ["dataset", "device", "model", "run_id", "seed"]  # one seeded training: the unit of replication
+TRAINING = ["dataset", "device", "model", "run_id", "seed", "lr_scale"]  # one seeded training: the unit of replication
 # bench's other numeric columns, coerced when present, never required; so are a file's metric columns (any layers)
 OPTIONAL_NUMERIC = [c for c in schema.BASE_COLUMNS if c not in schema.STR_COLUMNS and c not in NUMERIC]
+OPTIONAL_NUMERIC += schema.OPTIONAL_COLUMNS  # lr_scale (absent: 1), val_loss and val_accuracy (absent: NaN)
 WINDOW_REQUIRED = ["model", "device", "seed", "reset", "decay", "dt", "relative", "pairs"]
 WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
 # numeric when present: every other column of window.csv but its text ones (mean_abs_grad, isolated_*, epoch)
@@ -37,7 +39,9 @@ ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "
 
 @dataclass
 class Results:
-    epochs: pd.DataFrame  # one row per training x epoch: bench.schema's columns, plus "hardware", "kind", "schedule"
+    # one row per training x epoch: bench.schema's columns (lr_scale and val_* always), plus "hardware", "kind",
+    # "schedule" and "spec" (the model as run.json names it; "model" is its label, with the scale where not 1)
+    epochs: pd.DataFrame
     runs: list[dict]  # run.json of each run (or {} when missing), with "run_id" and "path" filled in
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of every window.csv, with "run_id" and "dataset"
     activity: list[dict] = field(default_factory=list)  # one per activity/*.npz: its arrays and metadata, plus "path"
@@ -47,6 +51,7 @@ class Results:
         """``spiking``, ``baseline`` or None (unknown) for a label: as run ``run_id`` records it, else as the first
         run that says; for runs older than the kinds, bench.schema's names of the built-in models."""
         runs = [m for m in self.runs if run_id is None or m["run_id"] == run_id]
+        model = pooling.spec_of(model)  # "snn (lr x2)" is snn
         kinds = [kind_of(model, m) for m in runs] or [kind_of(model, {})]
         return next((k for k in kinds if k is not None), None)
 
@@ -102,6 +107,7 @@ def load(paths: list[str | Path]) -> Results:
         hardware = (meta.get("environment") or {}).get("devices") or {}
         frame["hardware"] = frame["device"].map(lambda d, hw=hardware: hw.get(d, "unknown hardware"))
         frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
+        frame["spec"], frame["model"] = frame["model"], pooling.labels(frame["model"], frame["lr_scale"])
         schedule = pooling.schedule_label(meta.get("schedule"))
         frame["schedule"], frame["source"] = schedule, source  # source: which file, for pooling.drop_duplicates
         runs.append(meta)
@@ -131,7 +137,7 @@ def read_csv(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, dtype={"run_id": str, "model": str})
     except pd.errors.EmptyDataError:
         warn(f"{path} is empty")
-        return pd.DataFrame(columns=schema.BASE_COLUMNS)
+        return pd.DataFrame(columns=[*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS])
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise ReportError(f"cannot read {path}: {exc}") from None
     missing = [c for c in REQUIRED if c not in frame.columns]
@@ -140,8 +146,13 @@ def read_csv(path: Path) -> pd.DataFrame:
     if "run_id" not in frame.columns:
         frame["run_id"] = None  # filled in from run.json or the folder name
     optional = OPTIONAL_NUMERIC + [c for c in frame.columns if schema.is_metric(c)]
-    frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device"])
+    scaled = ["lr_scale"] if "lr_scale" in frame.columns else []  # an unreadable scale is no scale: never pooled with 1
+    frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device", *scaled])
     frame[["seed", "epoch"]] = frame[["seed", "epoch"]].astype(int)
+    frame["lr_scale"] = frame["lr_scale"].fillna(1.0) if "lr_scale" in frame.columns else 1.0
+    for column in schema.VALIDATION_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan
     duplicated = frame.duplicated(TRAINING + ["epoch"], keep="last")
     if duplicated.any():
         warn(f"{path}: {int(duplicated.sum())} epoch row(s) appear twice; the last one of each is used")
@@ -208,10 +219,12 @@ def read_window(path: Path, defaults: dict) -> pd.DataFrame | None:
         frame[column] = frame[column].fillna(value) if column in frame.columns else value
     # relative is NaN, legitimately, at a dt with no pair (short T, a layer that never fired): not a broken row
     needed = [c for c in WINDOW_NUMERIC if c != "relative"] + ["model", "device", "reset"]
-    frame = _parsable(frame, path, bad, WINDOW_NUMERIC, WINDOW_OPTIONAL, needed)
+    frame = _parsable(frame, path, bad, WINDOW_NUMERIC, WINDOW_OPTIONAL + schema.GRID_COLUMNS, needed)
     frame[["seed", "dt"]] = frame[["seed", "dt"]].astype(int)
+    frame["lr_scale"] = frame["lr_scale"].fillna(1.0) if "lr_scale" in frame.columns else 1.0
+    frame["spec"], frame["model"] = frame["model"], pooling.labels(frame["model"], frame["lr_scale"])
     # a training analysed twice (a resume after a crash between its rows and run.json): its last rows count
-    frame = frame.drop_duplicates(["run_id", "model", "device", "seed", "dt"], keep="last")
+    frame = frame.drop_duplicates(["run_id", "model", "device", "seed", "lr_scale", "dt"], keep="last")
     return frame if len(frame) else None
 
 
@@ -239,6 +252,14 @@ def read_activity(path: Path, defaults: dict) -> dict | None:
         return None
     record.setdefault("seed", -1)  # unknown: sorted first, shown as -1
     record.setdefault("device", "?")
+    try:
+        record["lr_scale"] = float(record.get("lr_scale", 1.0))  # absent: the plain schedule
+    except (TypeError, ValueError):
+        record["lr_scale"] = math.nan
+    if not record["lr_scale"] > 0:
+        warn(f"{path} has no usable lr_scale: no activity figure from it")
+        return None
+    record["spec"], record["model"] = record["model"], pooling.label(record["model"], record["lr_scale"])
     for key, value in defaults.items():
         record.setdefault(key, value)
     record["path"] = str(path)
@@ -262,7 +283,8 @@ def _activity_problem(record: dict) -> str | None:
 def _same_device_names(epochs: pd.DataFrame, windows: list[pd.DataFrame], activity: list[dict]):
     """The window rows and activity records with the device names of the epoch rows (hardware added where mixed)."""
     names = dict(zip(zip(epochs["run_id"], epochs["device_arg"]), epochs["device"]))
-    frame = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame(columns=schema.WINDOW_COLUMNS)
+    empty = pd.DataFrame(columns=[*schema.WINDOW_COLUMNS, "lr_scale", "spec"])
+    frame = pd.concat(windows, ignore_index=True) if windows else empty
     frame["device"] = [names.get((r, d), d) for r, d in zip(frame["run_id"], frame["device"])]
     for record in activity:
         record["device"] = names.get((record["run_id"], record["device"]), record["device"])

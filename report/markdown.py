@@ -10,7 +10,7 @@ import pandas as pd
 
 from report import pooling, stats
 from report.load import Results
-from report.runs import incomplete_trainings
+from report.runs import incomplete_trainings, scales, validation
 
 ENVIRONMENT = ["python", "torch", "torchvision", "cuda", "snnbench", "git_commit", "platform", "cpu_count", "torch_threads"]
 
@@ -33,9 +33,11 @@ def report(
     sources: list[str],
     target: float,
     extra: dict[pooling.Section, list[str]] | None = None,
+    tuned: dict[pooling.Section, list[str]] | None = None,
 ) -> str:
-    """The whole report; ``figures`` and ``extra`` (further Markdown lines, placed before the figures) are keyed by
-    ``pooling.sections``: one per dataset, or per dataset and schedule where a dataset's runs differ in schedule."""
+    """The whole report; ``figures``, ``extra`` (further Markdown lines, placed before the figures) and ``tuned`` (the
+    tuned comparison, placed after the head-to-head) are keyed by ``pooling.sections``: one per dataset, or per dataset
+    and schedule where a dataset's runs differ in schedule."""
     epochs, runs = results.epochs, results.runs
     datasets = list(dict.fromkeys(epochs["dataset"]))
     sections = pooling.sections(epochs)
@@ -63,7 +65,7 @@ def report(
     for s in sections:
         notes = _schedule_note(s) + [pooling.duplicates_note(s.select(dropped)) if len(dropped) else None]
         lines += section(s, s.select(epochs), runs, incomplete, figures.get(s, []), target, (extra or {}).get(s, []),
-                         [n for n in notes if n])  # fmt: skip
+                         [n for n in notes if n], (tuned or {}).get(s, []))  # fmt: skip
     return "\n".join(lines)
 
 
@@ -73,7 +75,7 @@ def heading(s: pooling.Section) -> str:
     return f"## Dataset `{s.dataset}`, schedule {s.index} of {s.count}: {s.schedule}"
 
 
-def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=()) -> list[str]:
+def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=(), tuned=()) -> list[str]:
     ids = list(dict.fromkeys(data["run_id"]))
     first: dict[str, dict] = {}
     for m in runs:
@@ -86,6 +88,7 @@ def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(
         "### Summary", "", summary_table(data, marked), "",
         *(["\\* includes incomplete trainings (see above).", ""] if marked else []),
         *head_to_head(data),
+        *tuned,
         f"### Time to {100 * target:g}% test accuracy", "",
         "Cumulative training seconds until the test accuracy after an epoch first reaches the target; the mean is over "
         "the seeds that reached it.", "",
@@ -103,6 +106,9 @@ def provenance(data, meta, incomplete, notes=()) -> list[str]:
         "devices": ", ".join(m.get("devices", [])), "models": ", ".join(m.get("models", {})),
         "seeds": " ".join(map(str, m.get("seeds", []))), **_schedule(m.get("schedule") or {}),
     } for m in meta]  # fmt: skip
+    if any(scales(m) != [1.0] or validation(m) for m in meta):  # runs from before the grid: the columns they had
+        for row, m in zip(runs, meta):
+            row.update({"lr scales": " ".join(map(pooling.scale_text, scales(m))), "validation": f"{validation(m):,}"})
     env = [{"run": m["run_id"], **{k: (m.get("environment") or {}).get(k, "?") for k in ENVIRONMENT}} for m in meta]
     hardware = data.groupby("device", sort=False)["hardware"].first()
     lines = [
@@ -166,7 +172,15 @@ def pairing(epochs: pd.DataFrame) -> str:
     ffns = stats.baselines(epochs)
     return (f"Baselines (FFN-like) are the models each run.json records as such (`ffn` in runs older than that record); "
             f"here: {', '.join(f'`{m}`' for m in ffns) or 'none'}. Every other model is SNN-like and is compared with "
-            "every baseline.")  # fmt: skip
+            f"every baseline.{_scales_note(epochs)}")  # fmt: skip
+
+
+def _scales_note(epochs: pd.DataFrame) -> str:
+    if "lr_scale" not in epochs.columns or (epochs["lr_scale"] == 1).all():
+        return ""
+    return (" A model trained at several learning-rate scales (multiples of its `--lr` schedule) is one model per scale, "
+            "`snn (lr x2)`, never pooled; it meets the baselines at the same scale, and in the tuned comparison each "
+            "model at its own best scale.")  # fmt: skip
 
 
 def time_table(data: pd.DataFrame, target: float) -> str:

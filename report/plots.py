@@ -37,6 +37,13 @@ def t_interval(lowest: float = -math.inf, highest: float = math.inf):
     return interval
 
 
+def colors(models) -> dict:
+    """One color per model, in order of appearance: colorblind-safe for up to 10 (a grid of learning-rate scales can
+    have more, which then get evenly spaced hues rather than a repeated color)."""
+    names = list(dict.fromkeys(models))
+    return dict(zip(names, sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))))
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
 
@@ -46,7 +53,7 @@ def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, p
     return (caption, file name) pairs."""
     data = epochs[epochs["dataset"] == dataset].copy()
     data["test_accuracy_pct"] = 100 * data["test_accuracy"]
-    palette = dict(zip(dict.fromkeys(data["model"]), sns.color_palette("colorblind")))
+    palette = colors(data["model"])
     figures = [
         ("Test accuracy by epoch", "accuracy-by-epoch", accuracy_by_epoch(data, dataset, palette)),
         ("Test accuracy against training time", "accuracy-by-time", accuracy_by_time(data, dataset, palette, target)),

@@ -5,10 +5,13 @@
 - *Duplicates.* A training found twice with identical rows in every column but the timings (the same deterministic
   training run twice, a run folder copied) counts once: the first one read is kept (``drop_duplicates``). The same seed
   trained twice with different numbers (another device, a non-deterministic one) is two trainings, as before.
+- *Learning-rate scales.* One model trained at several scales of its schedule (``--lr-scale``) is several models: its
+  rows at a scale other than 1 carry the label ``snn (lr x2)`` (``label``), so every table keeps them apart.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -16,8 +19,9 @@ import pandas as pd
 from bench import schema
 
 UNKNOWN = "schedule not recorded"  # a CSV without run.json: all of them are one group
-SAME = ["source", "run_id", "device", "model", "seed"]  # one training of one file: source is the file's place in the load
+SAME = ["source", "run_id", "device", "model", "seed", "lr_scale"]  # one training of one file (source: the file's place)
 IGNORED = {"run_id", "source", "hardware", "kind", "device_arg"}  # where a training was found, not what it did
+_SCALED = re.compile(r"(.*) \(lr x([^()]+)\)")
 _SHOWN = {  # run.json's schedule keys, in this order, as the label says them; other keys follow as "key value"
     "epochs": lambda v: f"{v} epoch{'' if v == 1 else 's'}",
     "lrs": lambda v: "lr " + " ".join(map(str, v if isinstance(v, list) else [v])),
@@ -26,7 +30,29 @@ _SHOWN = {  # run.json's schedule keys, in this order, as the label says them; o
     "max_batches": lambda v: "all batches" if v is None else f"at most {v} batches",
     "optimizer": str,
     "fresh_optimizer": lambda v: "fresh optimizer each epoch" if v else "optimizer kept across epochs",
+    "validation": lambda v: f"{v:,} training samples held out for validation",
 }
+
+
+def scale_text(scale: float) -> str:
+    """``2``, ``0.5``: short, and never the same for two different scales."""
+    short = f"{scale:g}"
+    return short if float(short) == scale else repr(scale)
+
+
+def label(spec: str, scale: float) -> str:
+    """A model's label in the tables: its spec at scale 1 (as before there were scales), else ``snn (lr x2)``."""
+    return spec if scale == 1 else f"{spec} (lr x{scale_text(scale)})"
+
+
+def labels(specs: pd.Series, scales: pd.Series) -> pd.Series:
+    return pd.Series([label(m, s) for m, s in zip(specs, scales)], index=specs.index, dtype=object)
+
+
+def spec_of(text: str) -> str:
+    """The model of a label: ``snn (lr x2)`` -> ``snn``; a label without a scale is its spec."""
+    found = _SCALED.fullmatch(text)
+    return found.group(1) if found else text
 
 
 def schedule_label(recorded) -> str:
@@ -35,6 +61,8 @@ def schedule_label(recorded) -> str:
     if not isinstance(recorded, dict) or not recorded:
         return UNKNOWN
     values = schema.schedule(recorded)
+    if not values.get("validation"):  # 0: no split, as in runs from before there was one
+        values.pop("validation", None)
     parts = [show(values.pop(key)) for key, show in _SHOWN.items() if key in values]
     return ", ".join(parts + [f"{key} {values[key]}" for key in sorted(values)])
 

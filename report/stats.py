@@ -82,11 +82,11 @@ def summary(epochs: pd.DataFrame) -> pd.DataFrame:
 
 
 def head_to_head(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Every SNN-like model against every baseline (FFN) on the same dataset, schedule and device: Welch's t-test over
-    seeds."""
+    """Every SNN-like model against every baseline (FFN) on the same dataset, schedule, device and learning-rate scale:
+    Welch's t-test over seeds. (Each model at its best scale against the others at theirs: report.tuned.)"""
     per_training = trainings(epochs)
     rows = []
-    keys = by(epochs, "dataset", "device")
+    keys = by(epochs, "dataset", "device", "lr_scale")
     for values, g in per_training.groupby(keys, sort=False):
         ffns = baselines(g)
         for snn in (m for m in dict.fromkeys(g["model"]) if m not in ffns):

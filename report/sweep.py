@@ -2,8 +2,8 @@
 against T, with the baselines (FFNs) of the same dataset as reference lines.
 
 A *family* is one registry name with one config apart from time_steps (``snn:time_steps=32`` and ``snn`` with T = 128
-are one family, ``snn:reset=proportional`` another). T comes from run.json, else from the label; a model whose T is
-unknown is left out.
+are one family, ``snn:reset=proportional`` another; each learning-rate scale is a family of its own: ``snn (lr x2)``). T
+comes from run.json, else from the label; a model whose T is unknown is left out.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from report import stats
+from report import pooling, stats
 from report.activity import final_rows, recorded
 from report.load import TRAINING
 from report.markdown import table
@@ -31,16 +31,18 @@ def families(data: pd.DataFrame, runs: list[dict]) -> pd.DataFrame:
     """
     ffns = stats.baselines(data)
     labels = [m for m in dict.fromkeys(data["model"]) if m not in ffns]
+    scale = dict(zip(data["model"], data["lr_scale"]))
     rows = []
     for label, info in model_info(runs, labels).items():
         config = dict(info["config"])
         steps = config.pop("time_steps", None)
         if not isinstance(steps, int) or steps <= 0:
             continue
-        name, _, rest = label.partition(":")
+        name, _, rest = pooling.spec_of(label).partition(":")
         keys = [item for item in rest.split(",") if item and not item.startswith("time_steps=")]
-        rows.append({"model": label, "family": name + (":" + ",".join(keys) if keys else ""), "T": steps,
-                     "key": json.dumps([info["name"], config], sort_keys=True, default=str)})  # fmt: skip
+        family = pooling.label(name + (":" + ",".join(keys) if keys else ""), scale[label])
+        rows.append({"model": label, "family": family, "T": steps,
+                     "key": json.dumps([info["name"], config, scale[label]], sort_keys=True, default=str)})  # fmt: skip
     found = pd.DataFrame(rows, columns=["model", "family", "T", "key"])
     sizes = found.groupby("key")["T"].transform("nunique")
     found = found[sizes >= 2]
