@@ -178,7 +178,8 @@ class Recorder:
     def __init__(self, record: RunRecord, writer: EpochWriter, tasks: dict[TrainingKey, Task], keep_checkpoints: bool):
         self.record, self.writer, self.tasks, self.keep = record, writer, tasks, keep_checkpoints
         self.checkpoints = Checkpoints(record.dir / "checkpoints")
-        self.ended = 0
+        self.started: set[TrainingKey] = set()
+        self.ended: set[TrainingKey] = set()
 
     def add(self, event) -> None:
         key, record = event.key, self.record
@@ -188,6 +189,7 @@ class Recorder:
                 print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1, "
                       "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
             record.update(key, status="running", epochs_done=event.epochs_done)
+            self.started.add(key)
         elif isinstance(event, Epoch):
             # The checkpoint is saved before the row is written: a row is in the CSV only once its checkpoint is
             # on disk, so a resumed training goes on after its checkpoint's epoch and never has rows beyond it. If
@@ -221,9 +223,11 @@ class Recorder:
         if event.status in ("complete", "diverged") and not self.keep:  # an interrupted or oom one goes on from it
             self.checkpoints.remove(key)
         if event.status != "interrupted":
-            self.ended += 1
+            self.ended.add(key)
             if len(self.tasks) > 1:
-                print(f"bench.run: {self.ended} of {len(self.tasks)} trainings ended", file=sys.stderr)
+                running = len(self.started - self.ended)
+                queued = len(self.tasks) - len(self.ended) - running
+                print(f"bench.run: trainings {len(self.ended)} done, {running} running, {queued} queued", file=sys.stderr)
 
 
 def _print_epoch(key: TrainingKey, row: dict, epochs: int) -> None:
