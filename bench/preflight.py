@@ -43,7 +43,7 @@ def build_parser() -> Parser:
         "--threads",
         type=positive(int),
         default=None,
-        help="torch threads per training (default: as many as torch takes, the cores of this machine)",
+        help="torch threads per training (default: as many as torch takes, the cores of this machine; 1 with --executor dask)",
     )
     p.add_argument("--executor", choices=("local", "dask"), default="local",
                    help="local: one training after the other in this process; dask: each training a task on a Dask "
@@ -84,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     meta = read_run(args.resume)
     recorded = to_argv(meta["args"])
+    cluster = ("executor", "workers", "scheduler")  # where it runs: given with --resume, none of the recorded ones holds
+    if any(a.split("=")[0] in {"--" + k for k in cluster} for a in argv):
+        recorded = to_argv({k: v for k, v in meta["args"].items() if k not in cluster})
     # the recorded command line, then the given one: argparse keeps the last value of an option
     wanted = _checked(build_parser().parse_args(recorded + argv))
     check_unchanged(recorded_args(_checked(build_parser().parse_args(recorded))), recorded_args(wanted), args.resume)
