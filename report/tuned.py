@@ -19,7 +19,7 @@ import seaborn as sns
 from report import stats
 from report.load import TRAINING
 from report.markdown import table
-from report.plots import DPI, colors, slug, t_interval
+from report.plots import DPI, colors, finish, slug, t_interval
 from report.pooling import scale_text
 from report.runs import validation
 
@@ -111,11 +111,7 @@ def figure(trainings: pd.DataFrame, picked: pd.DataFrame, validated: bool, datas
     ax.minorticks_off()
     ax.set(xlabel="learning-rate scale (x the --lr schedule, log scale)", ylabel=f"final {name} accuracy (%)",
            title=f"{dataset}: final {name} accuracy against the learning-rate scale (mean and 95% CI over seeds)")  # fmt: skip
-    ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def scores_table(picked: pd.DataFrame, validated: bool) -> str:

@@ -21,7 +21,7 @@ import seaborn as sns
 from scipy import stats as st
 
 from report.markdown import table
-from report.plots import DPI, slug, t_interval
+from report.plots import DPI, finish, slug, t_interval
 from report.runs import model_info
 from report.stats import mean_ci
 
@@ -151,11 +151,7 @@ def figure(windows: pd.DataFrame, dataset: str) -> plt.Figure:
     ax.set_xticks(range(0, MAX_DT + 1, 5))
     ax.set(xlabel="dt (steps before the layer-1 spike)", ylabel="mean |dL/dI| relative to dt = 0 (log scale)",
            title=f"{dataset}: gradient reaching layer 1's input current dt steps before a spike (mean and 95% CI)")  # fmt: skip
-    ax.title.set_fontsize(10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
-    fig.tight_layout()
-    return fig
+    return finish(fig, ax)
 
 
 def contrast(windows: pd.DataFrame, rows: list[dict]) -> list[str]:
