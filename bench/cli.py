@@ -58,3 +58,9 @@ def fraction_below_one(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
     return value
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one line for a user or run.json: ``Type: message``, whitespace folded, at most ``limit`` chars."""
+    text = " ".join(str(exc).split())
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.cli import one_line
 from bench.data import Dataset
 from models import ModelSpec
 
@@ -36,11 +37,11 @@ def check(spec: ModelSpec, data: Dataset) -> None:
         try:
             model = spec.build()
         except Exception as exc:
-            raise fail(f"it cannot be built from its config ({_one_line(exc)})") from None
+            raise fail(f"it cannot be built from its config ({one_line(exc, 200)})") from None
         try:
             logits = model(x)
         except Exception as exc:
-            raise fail(f"forward raised {_one_line(exc)}") from None
+            raise fail(f"forward raised {one_line(exc, 200)}") from None
         if not isinstance(logits, torch.Tensor):
             raise fail(f"forward returned a {type(logits).__name__}, not a tensor of logits")
         if tuple(logits.shape) != (len(x), classes):
@@ -51,7 +52,7 @@ def check(spec: ModelSpec, data: Dataset) -> None:
         try:
             F.cross_entropy(logits, y).backward()
         except Exception as exc:
-            raise fail(f"backward raised {_one_line(exc)}") from None
+            raise fail(f"backward raised {one_line(exc, 200)}") from None
         missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
         if missing:
             raise fail(f"no gradient reaches {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
@@ -64,13 +65,8 @@ def _check_activity(model, x: torch.Tensor, spec: ModelSpec, fail) -> None:
         with torch.no_grad():
             act = model.activity(x)
     except Exception as exc:
-        raise fail(f"activity raised {_one_line(exc)}") from None
+        raise fail(f"activity raised {one_line(exc, 200)}") from None
     names = {s.name for s in getattr(act, "synapses", [])} | set(getattr(act, "outputs", {}))
     undeclared = sorted(names - set(spec.info.layers))
     if undeclared:
         raise fail(f"activity names layer(s) {', '.join(undeclared)} that its layers {spec.info.layers} do not declare")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

@@ -42,7 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.checkpoint import CheckpointError
-from bench.cli import UsageError
+from bench.cli import UsageError, one_line
 from bench.executors import Ended, guarded
 from bench.train import Analysis, Epoch, Started
 
@@ -167,7 +167,7 @@ class _Run:
         elif key not in self.ended and not stopped:
             if future.status == "error":
                 exc = future.exception()
-                detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                detail = one_line(exc)
                 text = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
             else:  # cancelled, though not by this run: the scheduler lost it
                 detail = text = f"the Dask cluster lost this training's task ({future.status})"

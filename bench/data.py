@@ -73,7 +73,7 @@ def available() -> list[str]:
 
 
 def origin(name: str) -> str:
-    return ORIGIN if name in DATASETS else userdata.find(name, DataError)[1] or "unknown"
+    return ORIGIN if name in DATASETS else userdata.origin(name) or "unknown"
 
 
 def info(name: str, data_dir: str | Path = "data") -> DataInfo:
@@ -87,7 +87,7 @@ def _loaded(name: str, data_dir: str) -> tuple[Raw, DataInfo]:
     if name in DATASETS:
         loader, known = DATASETS[name]
         return loader(data_dir), known
-    function, _ = userdata.find(name, DataError)
+    function = userdata.find(name, DataError)
     if function is None:
         raise DataError(f"unknown dataset {name!r}; choose from {', '.join(available())} (or package.module:function)")
     raw, shape, names = userdata.call(function, name, data_dir, DataError)
@@ -207,10 +207,16 @@ def hold_out(split: Split, n: int, seed: int = VALIDATION_SEED) -> tuple[Split, 
     held = torch.cat([order[labels[order] == c][:q] for c, q in zip(classes.tolist(), quota.tolist())]).sort().values
     kept = torch.ones(len(labels), dtype=torch.bool)
     kept[held] = False
-    keep, held = kept.nonzero().squeeze(1), held
-    device = split.labels.device
+    keep, device = kept.nonzero().squeeze(1), split.labels.device
     return (Split(split.images[keep.to(device)], split.labels[keep.to(device)]),
             Split(split.images[held.to(device)], split.labels[held.to(device)]))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4)
+def training_splits(name: str, data_dir: str, device: str, validation: int) -> tuple[Split, Split | None]:
+    """(what trains, the held-out split or None) of a loaded dataset: made once per process, as the dataset is."""
+    train = load(name, data_dir, device).train
+    return hold_out(train, validation) if validation else (train, None)
 
 
 def num_batches(n: int, batch_size: int, max_batches: int | None = None) -> int:

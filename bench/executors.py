@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.checkpoint import CheckpointError
+from bench.cli import one_line
 from bench.loop import Diverged
 from bench.schema import TrainingKey
 from bench.train import Event, Finished, Task, train
@@ -55,7 +56,7 @@ def guarded(
     except CheckpointError:
         raise
     except Exception as exc:  # a bug, most likely in a plug-in model: that training fails, the others go on
-        yield Ended(key, "failed", " ".join(f"{type(exc).__name__}: {exc}".split())[:300], traceback.format_exc())
+        yield Ended(key, "failed", one_line(exc), traceback.format_exc())
         return
     finally:
         torch.set_num_threads(threads)

@@ -50,7 +50,7 @@ class Stop:
 
 
 @contextmanager
-def _installed(handler) -> Iterator[None]:
+def installed(handler) -> Iterator[None]:
     """``handler`` for SIGINT and SIGTERM during the block (main thread only; elsewhere a no-op), then the old ones."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -69,17 +69,17 @@ def _raise(signum, frame) -> None:
 
 def handlers():
     """Both signals raise Interrupted inside the block."""
-    return _installed(_raise)
+    return installed(_raise)
 
 
 @contextmanager
 def stopping() -> Iterator[Stop]:
     """Inside the block, a signal sets the yielded Stop instead of raising."""
     stop = Stop()
-    with _installed(lambda signum, frame: stop.set(signum)):
+    with installed(lambda signum, frame: stop.set(signum)):
         yield stop
 
 
 def ignored():
     """Ignore further signals while a run that was interrupted records that it was."""
-    return _installed(signal.SIG_IGN)
+    return installed(signal.SIG_IGN)

@@ -63,8 +63,8 @@ def build_parser() -> Parser:
     )  # fmt: skip
     p.add_argument(
         "--resume", metavar="RUN_DIR", default=None,
-        help="finish the run in RUN_DIR with the arguments recorded in its run.json; "
-             "only --no-report and --keep-checkpoints may be added (default: start a new run)",
+        help="finish the run in RUN_DIR with the arguments recorded in its run.json; only --no-report, "
+             "--keep-checkpoints, --executor, --workers and --scheduler may be added (default: start a new run)",
     )  # fmt: skip
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each training's last checkpoint when it ends")
     p.add_argument("--list", action="store_true", help="list every model and dataset, where it comes from, and the "
@@ -120,9 +120,8 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def check_data(args: argparse.Namespace) -> None:
+def check_data(args: argparse.Namespace, data: datasets.Dataset) -> None:
     """What the data must allow: a validation split that leaves samples to train on, of every class."""
-    data = datasets.load(args.dataset, args.data_dir, args.devices[0])
     n = args.config.validation
     if n and n >= len(data.train):
         raise UsageError(f"--validation {n} is not below the {len(data.train)} training samples of {args.dataset}")
@@ -131,9 +130,8 @@ def check_data(args: argparse.Namespace) -> None:
                          "a stratified split needs at least one of each")  # fmt: skip
 
 
-def check_models(args: argparse.Namespace) -> None:
+def check_models(args: argparse.Namespace, data: datasets.Dataset) -> None:
     """The contract check of every model on the run's data (its first device's tensors, copied to the CPU)."""
-    data = datasets.load(args.dataset, args.data_dir, args.devices[0])
     for spec in args.specs:
         try:
             contract.check(spec, data)
@@ -148,13 +146,13 @@ def check_out(out: str) -> None:
             raise UsageError(f"--out {out} is inside the run folder {folder}; to finish that run, use --resume {folder}")
 
 
-def warnings(args: argparse.Namespace) -> list[str]:
+def warnings(args: argparse.Namespace, data: datasets.Dataset) -> list[str]:
     """Arguments that run, but probably not as meant."""
     config, found = args.config, []
     if args.lr_given and len(config.lrs) > config.epochs:
         unused = len(config.lrs) - config.epochs
         found.append(f"{len(config.lrs)} learning rates for {config.epochs} epoch(s): the last {unused} never used")
-    n_train = len(datasets.load(args.dataset, args.data_dir, args.devices[0]).train) - config.validation
+    n_train = len(data.train) - config.validation
     if config.batch_size > n_train:
         found.append(f"--batch-size {config.batch_size} is more than the {n_train} training samples of {args.dataset}: "
                      "each epoch is one step")  # fmt: skip

@@ -2,9 +2,10 @@
 
 python -m bench.run --models snn ffn --device cpu --dataset mnist-mini
 
-This process is the run's parent: it checks the arguments against the models and the data, makes
-the run folder and holds its lock, hands each training (a bench.train.Task) to ``train``, and is
-the only writer of ``epochs.csv``, ``run.json``, ``window.csv`` and ``activity/``.
+This process is the run's parent: it checks the arguments against the models and the data
+(bench/preflight.py), makes the run folder and holds its lock, hands the trainings (bench.train.Task)
+to an executor (bench/executors.py), and is the only writer of ``epochs.csv``, ``run.json``,
+``window.csv``, ``activity/`` and ``errors.log``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ ERRORS_LOG = "errors.log"  # in the run folder: the traceback of each training t
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI; returns the exit status: 0 done, 1 a training diverged or ran out of memory, 2 bad input,
+    """The CLI; returns the exit status: 0 done, 1 a training diverged, ran out of memory or failed, 2 bad input,
     130 or 143 interrupted by SIGINT or SIGTERM (the run can be resumed)."""
     with interrupt.handlers(), holding_locks():
         try:
@@ -57,6 +58,11 @@ class RunRecord:
         self.trainings[key].update(fields)
         self.save()
 
+    @property
+    def grid(self) -> bool:
+        """Whether the run has a learning-rate scale other than 1: then its files carry ``lr_scale``."""
+        return any(key.lr_scale != 1 for key in self.trainings)
+
 
 def _main(argv: list[str] | None = None) -> int:
     try:
@@ -67,13 +73,13 @@ def _main(argv: list[str] | None = None) -> int:
         if args.resume is None:
             preflight.check_out(args.out)
             _run_folder_check(check_writable, args.out)  # before loading (and maybe downloading) any data
-        for device in args.devices:  # found (or downloaded) and checked before the run exists; the trainings reuse it
-            datasets.load(args.dataset, args.data_dir, device)
-        preflight.check_data(args)
-        preflight.check_models(args)
+        # found (or downloaded) and checked before the run exists; the trainings reuse it
+        data = [datasets.load(args.dataset, args.data_dir, device) for device in args.devices][0]
+        preflight.check_data(args, data)
+        preflight.check_models(args, data)
         run_trainings = executor(args)  # distributed installed, the scheduler reachable: before the run folder exists
         if args.resume is None:
-            for line in preflight.warnings(args):
+            for line in preflight.warnings(args, data):
                 print(f"bench.run: warning: {line}", file=sys.stderr)
             run_id, run_dir = _run_folder_check(new_run_dir, args.out)
             lock_run_dir(run_dir)
@@ -106,8 +112,7 @@ def _main(argv: list[str] | None = None) -> int:
     pending = [TrainingKey.of(t) for t in meta["trainings"] if t["status"] not in FINISHED]
     tasks = [Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[k.model], k.device, k.seed, args.config,
                   metrics=not args.no_metrics, lr_scale=k.lr_scale, threads=args.threads) for k in pending]  # fmt: skip
-    grid = any(TrainingKey.of(t).lr_scale != 1 for t in meta["trainings"])
-    columns = header((layer for s in args.specs for layer in s.info.layers), grid, args.config.validation > 0)
+    columns = header((layer for s in args.specs for layer in s.info.layers), record.grid, args.config.validation > 0)
     try:
         with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
             if writer.missing and not args.no_metrics:
@@ -241,7 +246,7 @@ def _save_analysis(record: RunRecord, task: Task, event: Analysis) -> None:
     """One test digit's neuron activity (RUN/activity/) and the gradient window (RUN/window.csv): a whole file and all of
     a training's rows, then the record of both, so that a resume never appends the rows again."""
     key = task.key
-    grid = any(TrainingKey.of(t).lr_scale != 1 for t in record.meta["trainings"])
+    grid = record.grid
     labels = {"run_id": task.run_id, "dataset": task.dataset, "model": key.model, "device": key.device, "seed": key.seed,
               **({"lr_scale": key.lr_scale} if grid else {}), "epoch": event.epoch}  # fmt: skip
     config = {"reset": getattr(task.model.config, "reset", ""), "decay": getattr(task.model.config, "decay", "")}

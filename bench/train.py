@@ -93,7 +93,7 @@ def train(
     """Train ``task`` from scratch or from its checkpoint in ``checkpoint_dir``; see the module's doc."""
     key, config, info = task.key, task.config.scaled(task.lr_scale), task.model.info
     data = datasets.load(task.dataset, task.data_dir, task.device)
-    training, held_out = datasets.hold_out(data.train, config.validation) if config.validation else (data.train, None)
+    training, held_out = datasets.training_splits(task.dataset, task.data_dir, task.device, config.validation)
     checkpoints = Checkpoints(checkpoint_dir)
     shuffle = seed_everything(task.seed, task.device)
     model = optimizer = None
@@ -141,8 +141,7 @@ def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
     return {
         "run_id": task.run_id, "dataset": task.dataset, "model": task.model.label, "device": task.device,
         "seed": task.seed, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr, "train_loss": tr.loss,
-        "train_accuracy": tr.accuracy,
-        "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
+        "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
         "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
     }  # fmt: skip

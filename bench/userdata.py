@@ -18,42 +18,34 @@ is checked here, once, before any training: a mistake is one line, exit status 2
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from importlib import metadata
 
 import numpy as np
 import torch
 
+from models import plugins
+
 GROUP = "snnbench.datasets"
 
 
 def entry_points() -> dict[str, metadata.EntryPoint]:
-    found: dict[str, metadata.EntryPoint] = {}
-    for ep in metadata.entry_points(group=GROUP):
-        found.setdefault(ep.name, ep)
-    return found
+    return plugins.entry_points(GROUP)
 
 
-def find(name: str, error: type[Exception]) -> tuple[Callable, str]:
-    """The loading function of ``name`` and where it comes from; ``error`` (one line) when there is none."""
-    from models.plugins import import_object  # the same import rules as plug-in models
+def origin(name: str) -> str:
+    """Where the dataset ``name`` comes from, without importing it ("" when it is not a plug-in)."""
+    ep = entry_points().get(name)
+    return plugins.origin(ep) if ep is not None else "module path" if ":" in name else ""
 
-    eps = entry_points()
-    if name in eps:
-        ep = eps[name]
-        dist = getattr(ep, "dist", None)
-        where = f"entry point ({dist.name} {dist.version})" if dist is not None else "entry point"
-        try:
-            return ep.load(), where
-        except Exception as exc:
-            raise error(f"dataset {name!r} of {where} cannot be loaded ({type(exc).__name__}: {exc})") from None
-    if ":" in name:
-        try:
-            return import_object(name, "dataset"), "module path"
-        except ValueError as exc:
-            raise error(str(exc)) from None
-    return None, ""
+
+def find(name: str, error: type[Exception]) -> Callable | None:
+    """The loading function of ``name`` (None when it is no plug-in); ``error`` (one line) when it cannot be loaded.
+    The same rules as plug-in models (models/plugins.py)."""
+    try:
+        return plugins.resolve(name, GROUP, "dataset")[0]
+    except plugins.SpecError as exc:
+        raise error(str(exc)) from None
 
 
 def call(function: Callable, name: str, data_dir: str, error: type[Exception]):
@@ -104,7 +96,3 @@ def _split(pair, split: str, classes: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"{split} labels must be 0 .. {classes - 1} (one per class name), got {int(y.min())} .. "
                          f"{int(y.max())}")  # fmt: skip
     return x.detach().cpu(), y.detach().cpu().to(torch.int64)
-
-
-def n_inputs(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)

@@ -23,7 +23,7 @@ import os
 import sys
 from importlib import metadata
 
-from models.registry import ORIGIN, ModelInfo, SpecError, add
+from models.registry import ModelInfo, SpecError, add
 
 GROUP = "snnbench.models"
 
@@ -43,6 +43,21 @@ def entry_point_names() -> list[str]:
 def origin(ep: metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"entry point ({dist.name} {dist.version})" if dist is not None else "entry point"
+
+
+def resolve(name: str, group: str, what: str):
+    """(the object named ``name``, where it comes from): an entry point of ``group``, else ``package.module:Name``;
+    (None, "") when it is neither; SpecError when it cannot be loaded. ``what`` ("model", "dataset") names it."""
+    eps = entry_points(group)
+    if name in eps:
+        where = origin(eps[name])
+        try:
+            return eps[name].load(), where
+        except Exception as exc:  # whatever the distribution's module raised while it was imported
+            raise SpecError(f"{what} {name!r} of {where} cannot be loaded ({type(exc).__name__}: {exc})") from None
+    if ":" in name:
+        return import_object(name, what), "module path"
+    return None, ""
 
 
 def import_object(path: str, what: str):
@@ -74,16 +89,8 @@ def info_of(cls, name: str) -> ModelInfo:
 
 def load(name: str) -> None:
     """Register the model ``name`` from an entry point or a ``package.module:ClassName``; SpecError when neither works."""
-    eps = entry_points()
-    if name in eps:
-        ep, where = eps[name], origin(eps[name])
-        try:
-            cls = ep.load()
-        except Exception as exc:
-            raise SpecError(f"model {name!r} of {where} cannot be loaded ({type(exc).__name__}: {exc})") from None
-    elif ":" in name:
-        cls, where = import_object(name, "model"), "module path"
-    else:
+    cls, where = resolve(name, GROUP, "model")
+    if cls is None:
         from models.registry import available
 
         raise SpecError(f"unknown model {name!r}; known: {', '.join(available())} (or package.module:ClassName)")
@@ -92,9 +99,3 @@ def load(name: str) -> None:
         add(name, cls, info, where)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"model {name!r} ({where}): {exc}") from None
-
-
-def origin_of(name: str) -> str:
-    if name not in ORIGIN:
-        load(name)
-    return ORIGIN[name]

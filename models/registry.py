@@ -91,7 +91,8 @@ def available() -> list[str]:
     """Every model name: the built-ins and those of installed plug-in distributions (entry points)."""
     from models import plugins
 
-    return sorted({*MODELS, *plugins.entry_point_names()})
+    named = {n for n in MODELS if ORIGIN[n] != "module path"}  # a package.module:Class is not a name to offer
+    return sorted({*named, *plugins.entry_point_names()})
 
 
 def model_class(name: str) -> type[nn.Module]:

@@ -10,26 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from bench.interrupt import Interrupted, installed
 
 
 class ReportError(Exception):
     """Input the report cannot use, or an ``--out`` it must not replace: printed as one line, exit status 2."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM while the report is built; ``exit_status`` is the shell's 128 + signal number."""
-
-    def __init__(self, signum: int = signal.SIGINT):
-        super().__init__(signal.Signals(signum).name)
-        self.exit_status = 128 + signum
 
 
 class _Signals:
@@ -48,15 +38,8 @@ class _Signals:
 def interruptible() -> Iterator[_Signals]:
     """SIGINT and SIGTERM raise Interrupted inside the block (in the main thread; elsewhere they are left alone)."""
     handler = _Signals()
-    if threading.current_thread() is not threading.main_thread():
+    with installed(handler):
         yield handler
-        return
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
-    try:
-        yield handler
-    finally:
-        for s, old in previous.items():
-            signal.signal(s, old)
 
 
 def is_report(path: Path) -> bool:
