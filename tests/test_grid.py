@@ -122,3 +122,20 @@ def test_bad_grid_arguments_are_one_line_and_nothing_written(tmp_path, capsys, a
     assert main(["--models", "ffn", *SMALL, "--out", str(tmp_path / "res"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not (tmp_path / "res").exists()
+
+
+def test_threads_are_the_trainings_own_and_given_back(tmp_path, monkeypatch):
+    """--threads sets torch's threads while a training runs (recorded in run.json) and the process gets its own back."""
+    seen, real, before = [], bench.executors.train, torch.get_num_threads()
+
+    def train_and_count(*args, **kwargs):
+        for event in real(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            yield event
+
+    monkeypatch.setattr(bench.executors, "train", train_and_count)
+    want = 1 if before > 1 else 2
+    assert main(["--models", "ffn", *SMALL, "--threads", str(want), "--out", str(tmp_path)]) == 0
+    assert seen and set(seen) == {want} and torch.get_num_threads() == before
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["args"]["threads"] == want
