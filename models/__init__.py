@@ -1,10 +1,12 @@
 """Models behind one registry. Importing this package registers every model."""
 
-from models import ffn, snn, snn_reference  # noqa: F401  (registration side effect)
+from models import ffn, lif, lif_reference, peers, snn, snn_reference  # noqa: F401  (registration side effect)
 from models.registry import (
     INFO,
     MODELS,
+    NOTES,
     ORIGIN,
+    UNAVAILABLE,
     ModelInfo,
     ModelSpec,
     SpecError,
@@ -18,7 +20,9 @@ from models.registry import (
 __all__ = [
     "INFO",
     "MODELS",
+    "NOTES",
     "ORIGIN",
+    "UNAVAILABLE",
     "ModelInfo",
     "model_class",
     "ModelSpec",

@@ -27,6 +27,8 @@ from torch import nn
 MODELS: dict[str, type[nn.Module]] = {}
 INFO: dict[str, ModelInfo] = {}
 ORIGIN: dict[str, str] = {}  # name -> "built-in", "entry point (DIST VERSION)" or "module path"
+UNAVAILABLE: dict[str, str] = {}  # built-in name -> why it is not registered here (a library it needs is missing)
+NOTES: dict[str, str] = {}  # name -> what a user must know about it, shown by --list whether it is available or not
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,11 @@ def add(name: str, cls: type, info: ModelInfo, origin: str) -> None:
     MODELS[name], INFO[name], ORIGIN[name] = cls, info, origin
 
 
+def unavailable(name: str, reason: str) -> None:
+    """A built-in model that this installation cannot offer: ``--list`` shows it with ``reason``, asking for it is an error."""
+    UNAVAILABLE[name] = reason
+
+
 def check_positive(config: Any, *names: str) -> None:
     """For a Config's ``__post_init__``: each named field must be > 0."""
     for name in names:
@@ -96,6 +103,8 @@ def available() -> list[str]:
 
 
 def model_class(name: str) -> type[nn.Module]:
+    if name in UNAVAILABLE:
+        raise SpecError(f"model {name} is not available here: it {UNAVAILABLE[name]}")
     if name not in MODELS:
         from models import plugins
 

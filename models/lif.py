@@ -1,0 +1,114 @@
+"""The fast LIF SNN (``lif``): the same model as ``lif-reference``, evaluated layer by layer.
+
+A layer's input current does not depend on its own state, so each layer's matmul runs over all T
+steps in one GEMM (under ``direct`` encoding layer 1's current is the same at every step: one GEMM
+of B rows, not T B); only the elementwise neuron recurrence is sequential. The recurrence is one
+autograd Function whose backward is a reverse linear recurrence, saving only the membrane U.
+With the same random draws the results are those of the reference.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from models import masks as mask_rng
+from models.activity import Activity
+from models.lif_reference import LIFReference, check_draws, encode, intensity, surrogate_grad
+from models.registry import register
+
+
+class LIFRecurrence(torch.autograd.Function):
+    """Input currents ``I`` (T, B, N), or (B, N) held for ``steps`` steps, -> spikes S_t or membranes U_t (T, B, N).
+
+    Forward, from U_0 = 0, as lif-reference (models/lif_reference.py):
+        subtract:  U_t = beta U_{t-1} + I_t - threshold R_{t-1}      dU_t/dU_{t-1} = beta
+        zero:      U_t = beta (1 - R_{t-1}) U_{t-1} + I_t             dU_t/dU_{t-1} = beta (1 - R_{t-1})
+    with R_t = 1[U_t > threshold] (no gradient). Backward, from t = T down to 1:
+        dL/dU_t = g_t + dU_{t+1}/dU_t dL/dU_{t+1},   g_t = dL/dS_t surrogate'(U_t - threshold)   (``out="spikes"``)
+                                                     g_t = dL/dU_t from the caller                 (``out="membrane"``)
+    and dL/dI_t = dL/dU_t (summed over t for a held current).
+    """
+
+    @staticmethod
+    def forward(ctx, current, steps: int, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
+                out: str):  # fmt: skip
+        held = current.dim() == 2
+        u = simulate(current, steps, beta, threshold, zero)
+        ctx.save_for_backward(u)
+        ctx.args = (held, beta, threshold, zero, surrogate, sharpness, out)
+        return u if out == "membrane" else (u > threshold).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (u,) = ctx.saved_tensors
+        held, beta, threshold, zero, surrogate, sharpness, out = ctx.args
+        g = grad_out * surrogate_grad(u - threshold, surrogate, sharpness) if out == "spikes" else grad_out
+        grad = torch.empty_like(g)  # dL/dU_t
+        grad[-1] = g[-1]
+        if zero:
+            carry = (u <= threshold).to(u.dtype).mul_(beta)  # dU_{t+1}/dU_t
+            for t in range(len(g) - 2, -1, -1):
+                torch.addcmul(g[t], carry[t], grad[t + 1], out=grad[t])
+        else:
+            for t in range(len(g) - 2, -1, -1):
+                torch.add(g[t], grad[t + 1], alpha=beta, out=grad[t])
+        return (grad.sum(0) if held else grad), None, None, None, None, None, None, None
+
+
+def simulate(current: torch.Tensor, steps: int, beta: float, threshold: float, zero: bool) -> torch.Tensor:
+    """The membranes U_1..U_T (T, B, N) of ``LIFRecurrence``'s forward, in lif-reference's order of operations."""
+    held = current.dim() == 2
+    u = current.new_empty(steps, *current.shape[-2:])
+    fired = torch.zeros_like(u[0])  # R_{t-1}
+    prev = torch.zeros_like(u[0])
+    for t in range(steps):
+        torch.mul(prev, beta, out=u[t])
+        if zero:
+            u[t].masked_fill_(fired.bool(), 0.0)  # beta (1 - R) U: a product with exactly 0 or 1
+        u[t].add_(current if held else current[t])
+        if not zero:
+            u[t].sub_(fired, alpha=threshold)
+        torch.gt(u[t], threshold, out=fired)
+        prev = u[t]
+    return u
+
+
+@register("lif", kind="spiking", delay=0)
+class LIF(LIFReference):
+    """Same config, parameters, ``draws`` argument and results as ``lif-reference``; much less work per step."""
+
+    def forward(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        return self._layers(x, draws)[0]
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> Activity:
+        logits, inputs, spikes1, spikes2 = self._layers(x, draws, record=True)
+        return self._activity(logits, inputs, spikes1, spikes2)
+
+    def _layers(self, x: torch.Tensor, draws: torch.Tensor | None, record: bool = False):
+        """``(logits, layer 1's input, layer 1's spikes, layer 2's spikes or None)``; layer 2's only when ``record``."""
+        c = self.config
+        x = x.flatten(1)
+        T = c.time_steps
+        if draws is not None:
+            check_draws(c, x, draws)
+            inputs = encode(c, x, draws)
+        elif c.encoding == "direct":
+            inputs = intensity(x, "direct")[None]
+        elif c.encoding == "masks" and not x.requires_grad:
+            inputs = mask_rng.masked_uniform_(x.new_empty(T, *x.shape), x)  # u_t * x in one pass
+        else:  # rate, or masks with a gradient to the input: the draws from the fast generator
+            inputs = encode(c, x, mask_rng.uniform_(x.new_empty(T, *x.shape)))
+        args = (T, c.beta, c.threshold, c.reset == "zero", c.surrogate, c.sharpness)
+        current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, self.fc1.weight, self.fc1.bias)
+        spikes1 = LIFRecurrence.apply(current1, *args, "spikes")  # (T, B, hidden)
+        current2 = F.linear(spikes1, self.fc2.weight, self.fc2.bias)  # all steps in one GEMM
+        if record:
+            u2 = simulate(current2, *args[:3], c.reset == "zero")
+            spikes2 = (u2 > c.threshold).to(u2.dtype)
+            logits = u2.mean(0) if c.readout == "membrane" else spikes2.sum(0)
+            return logits, inputs, spikes1, spikes2
+        if c.readout == "membrane":
+            return LIFRecurrence.apply(current2, *args, "membrane").mean(0), inputs, spikes1, None
+        return LIFRecurrence.apply(current2, *args, "spikes").sum(0), inputs, spikes1, None

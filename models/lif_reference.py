@@ -1,0 +1,204 @@
+"""The leaky integrate-and-fire SNN people train today, written step by step (``lif-reference``).
+
+784 -> hidden -> 10, LIF neurons in both layers, binary spikes trained through a surrogate gradient,
+as snnTorch's ``Leaky`` defines them (its default ``reset_delay=True``): at each step t = 1..T
+
+    U_t = beta U_{t-1} + I_t - threshold R_{t-1}      reset="subtract" (snnTorch's default)
+    U_t = beta (1 - R_{t-1}) U_{t-1} + I_t            reset="zero"
+    S_t = H(U_t - threshold)                          (1 when U_t > threshold)
+
+from U_0 = 0, where I_t = W x_t + b is the layer's input current and R_t = S_t without a gradient
+(snnTorch detaches the reset). Backward, H's derivative is replaced by the surrogate's:
+
+    atan          alpha / 2 / (1 + (pi / 2 alpha x)^2)      alpha 2 (snnTorch's default; SpikingJelly's ATan)
+    sigmoid       alpha s(alpha x) (1 - s(alpha x))          alpha 4 (SpikingJelly's default)
+    fast_sigmoid  1 / (slope |x| + 1)^2                       slope 25 (snnTorch's tutorials)
+
+Input encodings, from pixel intensities p = x + 0.5 in [0, 1] (the harness's images are pixel / 255 - 0.5):
+``rate``: a Bernoulli spike with probability p, fresh at every step and pixel (``u_t < p`` for u ~ U[0, 1));
+``direct``: p itself as a constant input current at every step; ``masks``: the 2018 design's u_t * x.
+Readouts: ``membrane``, the mean over the T steps of layer 2's membrane U2_t; ``spikes``, layer 2's spike counts.
+
+The fast ``lif`` (models/lif.py) gives the same logits and gradients, from the same draws ``u``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from models.activity import Activity, Synapse
+from models.registry import check_positive, register
+
+Reset = Literal["subtract", "zero"]
+Surrogate = Literal["atan", "sigmoid", "fast_sigmoid"]
+Encoding = Literal["rate", "direct", "masks"]
+Readout = Literal["membrane", "spikes"]
+DEFAULT_ALPHA = {"atan": 2.0, "sigmoid": 4.0}
+
+
+def surrogate_grad(x: torch.Tensor, surrogate: str, sharpness: float) -> torch.Tensor:
+    """dS/dU as the surrogate has it, at x = U - threshold."""
+    if surrogate == "atan":
+        return sharpness / 2 / (1 + (math.pi / 2 * sharpness * x).pow_(2))
+    if surrogate == "sigmoid":  # as SpikingJelly writes it: snnTorch's exp(-ax) / (exp(-ax) + 1)^2 is NaN below x = -88 / a
+        s = torch.sigmoid(sharpness * x)
+        return sharpness * s * (1 - s)
+    return 1.0 / (sharpness * x.abs() + 1.0) ** 2
+
+
+class Spike(torch.autograd.Function):
+    """Heaviside forward (1 when x > 0), the surrogate's derivative backward."""
+
+    @staticmethod
+    def forward(ctx, x, surrogate: str, sharpness: float):
+        ctx.save_for_backward(x)
+        ctx.surrogate, ctx.sharpness = surrogate, sharpness
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * surrogate_grad(x, ctx.surrogate, ctx.sharpness), None, None
+
+
+def draw(config, x: torch.Tensor) -> torch.Tensor | None:
+    """The random numbers an encoding needs: u ~ U[0, 1) of shape (T, B, n_in); None for ``direct``."""
+    if config.encoding == "direct":
+        return None
+    return torch.rand((config.time_steps, *x.shape), device=x.device, dtype=x.dtype)
+
+
+def check_draws(config, x: torch.Tensor, draws: torch.Tensor | None) -> None:
+    if config.encoding == "direct":
+        if draws is not None:
+            raise ValueError("direct encoding draws no random numbers: pass draws=None")
+    elif draws.shape != (config.time_steps, *x.shape):
+        raise ValueError(f"draws must have shape {(config.time_steps, *x.shape)}, got {tuple(draws.shape)}")
+
+
+def intensity(x: torch.Tensor, encoding: str) -> torch.Tensor:
+    """Pixel intensities p = x + 0.5; for ``rate`` they are probabilities, so a value outside [0, 1] is an error."""
+    p = x + 0.5
+    if encoding == "rate":
+        low, high = float(p.detach().min()), float(p.detach().max())
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise ValueError(f"rate encoding needs pixel intensities in [0, 1], that is inputs in [-0.5, 0.5] (pixel / 255 "
+                             f"- 0.5); got inputs from {low - 0.5:.3g} to {high - 0.5:.3g}")  # fmt: skip
+        p = p.clamp_(0.0, 1.0)  # rounding only: p is within 1e-6 of [0, 1]
+    return p
+
+
+def encode(config, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+    """The input of every step, (T, B, n_in); for ``direct`` the intensities (1, B, n_in), the same at every step."""
+    if config.encoding == "masks":
+        return draws * x
+    p = intensity(x, config.encoding)
+    if config.encoding == "direct":
+        return p[None]
+    return (draws < p).to(x.dtype)
+
+
+@register("lif-reference", kind="spiking", delay=0)  # U_t, S_t and the logits all see step t's input
+class LIFReference(nn.Module):
+    @dataclass(frozen=True)
+    class Config:
+        hidden: int = 100  # hidden LIF neurons
+        time_steps: int = 25  # T: snnTorch's tutorials' num_steps
+        beta: float = 0.95  # the membrane keeps beta of itself per step (snnTorch's tutorials' value)
+        threshold: float = 1.0
+        reset: Reset = "subtract"  # "subtract": U - threshold after a spike (snnTorch's default); "zero": U = 0
+        surrogate: Surrogate = "atan"
+        alpha: float = 0.0  # atan and sigmoid: sharpness; 0 means the surrogate's default (atan 2, sigmoid 4)
+        slope: float = 25.0  # fast_sigmoid: sharpness
+        encoding: Encoding = "rate"
+        readout: Readout = "membrane"
+        n_in: int = 784
+        n_out: int = 10
+
+        def __post_init__(self):
+            check_positive(self, "hidden", "time_steps", "threshold", "slope", "n_in", "n_out")
+            for key, choices in (("reset", Reset), ("surrogate", Surrogate), ("encoding", Encoding), ("readout", Readout)):
+                options = choices.__args__
+                if getattr(self, key) not in options:
+                    raise ValueError(f"{key} must be one of {', '.join(options)}, got {getattr(self, key)!r}")
+            if not 0 <= self.beta <= 1:
+                raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+            if self.alpha < 0:
+                raise ValueError(f"alpha must be positive (0: the surrogate's default), got {self.alpha}")
+            if self.surrogate == "fast_sigmoid" and self.alpha:
+                raise ValueError("fast_sigmoid's sharpness is slope, not alpha")
+            if self.surrogate != "fast_sigmoid" and self.slope != 25.0:
+                raise ValueError(f"slope is fast_sigmoid's; {self.surrogate}'s sharpness is alpha")
+
+        @property
+        def sharpness(self) -> float:
+            if self.surrogate == "fast_sigmoid":
+                return self.slope
+            return self.alpha or DEFAULT_ALPHA[self.surrogate]
+
+    def __init__(self, config: Config | None = None):
+        super().__init__()
+        self.config = c = config or self.Config()
+        self.fc1 = nn.Linear(c.n_in, c.hidden)  # PyTorch's default init, as snnTorch's and SpikingJelly's tutorials
+        self.fc2 = nn.Linear(c.hidden, c.n_out)
+
+    def draw(self, x: torch.Tensor) -> torch.Tensor | None:
+        return draw(self.config, x.flatten(1))
+
+    def forward(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, draws, per_step=True)["logits"]
+
+    def step(self, current: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """U_t from the input current I_t and U_{t-1}, in snnTorch's order of operations (the same rounding)."""
+        c = self.config
+        fired = (u > c.threshold).to(u.dtype)  # R_{t-1}: no gradient
+        if c.reset == "zero":
+            return c.beta * ((1 - fired) * u) + current
+        return c.beta * u + current - fired * c.threshold
+
+    def trace(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every step of both layers, (T, B, n): ``input`` (what layer 1 multiplies; (1, B, n_in) for direct),
+        ``layer1_current`` (retain_grad() it for dL/dI), ``layerK_v`` (U_t) and ``layerK_o`` (S_t); ``logits``."""
+        return self._run(x, draws, per_step=False)
+
+    def _run(self, x: torch.Tensor, draws: torch.Tensor | None, per_step: bool) -> dict[str, torch.Tensor]:
+        c = self.config
+        x = x.flatten(1)
+        if draws is None:
+            draws = draw(c, x)
+        check_draws(c, x, draws)
+        inputs = encode(c, x, draws)
+        current1 = None if per_step else self.fc1(inputs).expand(c.time_steps, -1, -1)
+        u1 = x.new_zeros(x.shape[0], c.hidden)
+        u2 = x.new_zeros(x.shape[0], c.n_out)
+        seq: dict[str, list[torch.Tensor]] = {k: [] for k in ("layer1_v", "layer1_o", "layer2_v", "layer2_o")}
+        for t in range(c.time_steps):
+            i1 = self.fc1(inputs[min(t, len(inputs) - 1)]) if per_step else current1[t]
+            u1 = self.step(i1, u1)
+            s1 = Spike.apply(u1 - c.threshold, c.surrogate, c.sharpness)
+            u2 = self.step(self.fc2(s1), u2)
+            s2 = Spike.apply(u2 - c.threshold, c.surrogate, c.sharpness)
+            for k, value in zip(seq, (u1, s1, u2, s2)):
+                seq[k].append(value)
+        out = {k: torch.stack(v) for k, v in seq.items()}
+        logits = out["layer2_v"].mean(0) if c.readout == "membrane" else out["layer2_o"].sum(0)
+        return {"input": inputs, "layer1_current": current1, **out, "logits": logits}
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> Activity:
+        tr = self.trace(x, draws)
+        return self._activity(tr["logits"], tr["input"], tr["layer1_o"], tr["layer2_o"])
+
+    def _activity(self, logits, inputs, spikes1, spikes2) -> Activity:
+        """Layer 1 multiplies the encoded input (spikes under ``rate``: accumulates; the intensities once per sample
+        under ``direct``: its current is the same at every step), layer 2 layer 1's spikes (accumulates)."""
+        return Activity(
+            logits=logits,
+            synapses=[Synapse("layer1", inputs, self.fc1.weight), Synapse("layer2", spikes1, self.fc2.weight)],
+            outputs={"layer1": spikes1, "layer2": spikes2},
+        )

@@ -1,0 +1,151 @@
+"""The lif network built from the two best-known SNN libraries' neurons (``pip install -e '.[peers]'``).
+
+``snntorch-lif``: two ``snntorch.Leaky`` layers stepped in a Python loop, the membranes from ``reset_mem()`` at
+every batch, as snnTorch's tutorials write it. ``spikingjelly-lif``: SpikingJelly's multi-step ``LIFNode``
+(``step_mode="m"``: each layer sees all T steps at once, on the fastest backend the library picks for the
+device), ``functional.reset_net`` before every batch. Both have lif's config keys, parameters (``fc1``, ``fc2``),
+encodings and ``draws`` argument, so that the same weights and input spikes can be compared (tests/test_lif.py).
+
+snnTorch's ``Leaky`` is the neuron lif is defined by: the two agree for every config. SpikingJelly's
+``LIFNode`` is mapped as closely as it goes: ``tau = 1 / (1 - beta)`` with ``decay_input=False`` (then its
+charge ``V - V / tau + X`` is ``beta V + X``), ``v_reset=0`` (reset="zero") or ``None`` (reset="subtract"),
+``detach_reset=True`` (snnTorch detaches the reset) and the same surrogate. Then it computes what lif does
+where a mapping exists, and differs as ``DIFFERENCES`` says where none does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from importlib import metadata
+
+import torch
+
+from models.activity import Activity
+from models.lif_reference import LIFReference, check_draws, draw, encode
+from models.registry import NOTES, ModelInfo, add, unavailable
+
+DIFFERENCES = (
+    "SpikingJelly's LIFNode differs from lif (and snnTorch's Leaky) in two cases, where no mapping of its options "
+    "makes them equal. reset=subtract: it subtracts the threshold before the next step's decay, so a spike costs "
+    "beta * threshold of the next step's membrane, not threshold (U_t = beta (U_{t-1} - threshold S_{t-1}) + I_t). "
+    "readout=membrane: its recorded membranes (v_seq) are after the reset, lif's before it (they differ at the steps "
+    "where an output neuron fires). It also fires at U = threshold (>=), lif at U > threshold (a tie only). "
+    "fast_sigmoid: SpikingJelly has no such surrogate (refused). With reset=zero and readout=spikes it computes "
+    "what lif does."
+)
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+class _Peer(LIFReference):
+    """lif's config, parameters and encoding; the neurons come from a library. No ``trace``: the gradient window and
+    the neuron pictures need the library's internals, so the analysis skips these models."""
+
+    trace = None
+
+    def forward(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, draws)[0]
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> Activity:
+        return self._activity(*self._run(x, draws))
+
+    def _inputs(self, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        if draws is None:
+            draws = draw(self.config, x)
+        check_draws(self.config, x, draws)
+        return encode(self.config, x, draws)
+
+    def _run(self, x, draws):
+        """(logits, layer 1's input, layer 1's spikes, layer 2's spikes), each (T, B, n) but the logits."""
+        raise NotImplementedError
+
+
+class SnnTorchLIF(_Peer):
+    def __init__(self, config: LIFReference.Config | None = None):
+        super().__init__(config)
+        import snntorch
+        from snntorch import surrogate
+
+        c = self.config
+        if c.surrogate == "atan":
+            grad = surrogate.atan(alpha=c.sharpness)
+        elif c.surrogate == "sigmoid":
+            grad = surrogate.sigmoid(slope=c.sharpness)
+        else:
+            grad = surrogate.fast_sigmoid(slope=c.sharpness)
+        neuron = dict(beta=c.beta, threshold=c.threshold, spike_grad=grad, reset_mechanism=c.reset)
+        self.lif1, self.lif2 = snntorch.Leaky(**neuron), snntorch.Leaky(**neuron)
+
+    def _run(self, x, draws):
+        c = self.config
+        x = x.flatten(1)
+        inputs = self._inputs(x, draws)
+        mem1, mem2 = self.lif1.reset_mem(), self.lif2.reset_mem()
+        spk1_rec, spk2_rec, mem2_rec = [], [], []
+        for t in range(c.time_steps):
+            spk1, mem1 = self.lif1(self.fc1(inputs[min(t, len(inputs) - 1)]), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk1_rec.append(spk1)
+            spk2_rec.append(spk2)
+            mem2_rec.append(mem2)
+        spikes2 = torch.stack(spk2_rec)
+        logits = torch.stack(mem2_rec).mean(0) if c.readout == "membrane" else spikes2.sum(0)
+        return logits, inputs, torch.stack(spk1_rec), spikes2
+
+
+class SpikingJellyLIF(_Peer):
+    @dataclass(frozen=True)
+    class Config(LIFReference.Config):
+        def __post_init__(self):
+            super().__post_init__()
+            if not 0 < self.beta < 1:
+                raise ValueError(f"SpikingJelly's tau = 1 / (1 - beta) needs 0 < beta < 1, got {self.beta}")
+            if self.surrogate == "fast_sigmoid":
+                raise ValueError("SpikingJelly has no fast_sigmoid surrogate; choose atan or sigmoid")
+
+    def __init__(self, config: Config | None = None):
+        super().__init__(config or self.Config())
+        from spikingjelly.activation_based import layer, neuron, surrogate
+
+        c = self.config
+        grad = (surrogate.ATan if c.surrogate == "atan" else surrogate.Sigmoid)(alpha=c.sharpness)
+        node = dict(tau=1.0 / (1.0 - c.beta), decay_input=False, v_threshold=c.threshold,
+                    v_reset=0.0 if c.reset == "zero" else None, surrogate_function=grad, detach_reset=True,
+                    step_mode="m")  # fmt: skip
+        self.fc1 = layer.Linear(c.n_in, c.hidden, step_mode="m")
+        self.fc2 = layer.Linear(c.hidden, c.n_out, step_mode="m")
+        self.lif1 = neuron.LIFNode(**node)
+        self.lif2 = neuron.LIFNode(**node, store_v_seq=c.readout == "membrane")
+
+    def _run(self, x, draws):
+        from spikingjelly.activation_based import functional
+
+        c = self.config
+        x = x.flatten(1)
+        inputs = self._inputs(x, draws)
+        functional.reset_net(self)  # its neurons keep their state between calls
+        current1 = self.fc1(inputs)
+        if c.encoding == "direct":  # a static input: its layer once, then repeated over T (SpikingJelly's tutorials)
+            current1 = current1.repeat(c.time_steps, 1, 1)
+        spikes1 = self.lif1(current1)
+        spikes2 = self.lif2(self.fc2(spikes1))
+        logits = self.lif2.v_seq.mean(0) if c.readout == "membrane" else spikes2.sum(0)
+        return logits, inputs, spikes1, spikes2
+
+
+PEERS = {"snntorch-lif": (SnnTorchLIF, "snntorch"), "spikingjelly-lif": (SpikingJellyLIF, "spikingjelly")}
+
+for _name, (_cls, _module) in PEERS.items():
+    if importlib.util.find_spec(_module) is not None:
+        add(_name, _cls, ModelInfo("spiking"), f"built-in ({_module} {_version(_module)})")
+    else:
+        unavailable(_name, f"needs {_module}: pip install -e '.[peers]'")
+del _name, _cls, _module
+NOTES["spikingjelly-lif"] = "spikingjelly-lif: " + DIFFERENCES
