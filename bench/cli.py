@@ -60,6 +60,20 @@ def fraction_below_one(text: str) -> float:
     return value
 
 
+def one_of(*names: str):
+    """An argparse type: one of ``names``, exactly as written."""
+
+    listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+
+    def parse(text: str) -> str:
+        if text not in names:
+            raise argparse.ArgumentTypeError(f"expected {listed}, got {text!r}")
+        return text
+
+    parse.__name__, parse.metavar = listed, "{" + ",".join(names) + "}"  # the metavar: for the usage line
+    return parse
+
+
 def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception as one line for a user or run.json: ``Type: message``, whitespace folded, at most ``limit`` chars."""
     text = " ".join(str(exc).split())

@@ -14,7 +14,10 @@ from typing import Any
 
 import torch
 
-from bench.cli import fraction_below_one, nonnegative_int, positive
+from bench.cli import fraction_below_one, nonnegative_int, one_of, positive
+
+OPTIMIZERS = ("sgd", "adam")
+SGD_MOMENTUM = 0.5  # the 2018 notebook's
 
 
 def option(default: Any, flag: str, help: str, parse=None, nargs: str | None = None, shown: str | None = None):
@@ -25,22 +28,27 @@ def option(default: Any, flag: str, help: str, parse=None, nargs: str | None = N
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The 2018 schedule by default: 3 epochs at lr 0.1, 0.05, 0.01, SGD with momentum 0.5, batches of 1000."""
+    """The 2018 schedule by default: 3 epochs at lr 0.1, 0.05, 0.01, SGD with momentum 0.5 made fresh each epoch,
+    batches of 1000. ``optimizer="adam"``: torch's Adam, its state kept across epochs (``fresh_optimizer`` False), no
+    momentum (None: SGD's alone)."""
 
     epochs: int = option(3, "--epochs", "epochs per training", positive(int))
     lrs: tuple[float, ...] = option(
         (0.1, 0.05, 0.01), "--lr", "learning rate of each epoch; the last repeats", positive(float), "+", "0.1 0.05 0.01"
     )
-    momentum: float = option(0.5, "--momentum", "SGD momentum", fraction_below_one)
+    optimizer: str = option("sgd", "--optimizer", "sgd: SGD with --momentum, made fresh each epoch (2018); adam: "
+                            "torch's Adam (default betas and eps), its state kept across epochs and in the checkpoints; "
+                            "each epoch at its --lr", one_of(*OPTIMIZERS))  # fmt: skip
+    # None: 0.5 with sgd (2018); always None with adam, whose moments are its betas (torch's defaults)
+    momentum: float | None = option(None, "--momentum", "SGD momentum; sgd only", fraction_below_one, shown="0.5")
     batch_size: int = option(1000, "--batch-size", "training and test batch size", positive(int))
     max_batches: int | None = option(None, "--max-batches", "cap on training and test batches per epoch", positive(int),
                                      shown="no cap")  # fmt: skip
     validation: int = option(0, "--validation", "training samples held out, stratified by class, evaluated after "
                              "every epoch and never trained on (0: none, the 2018 protocol)", nonnegative_int)  # fmt: skip
-    optimizer: str = "sgd"  # the only one so far; an Adam option is a new choice here and a flag
-    # The 2018 notebook made a new optimizer each epoch: SGD's momentum buffer starts at zero again.
-    # Otherwise the optimizer's state goes on, and checkpoints carry it.
-    fresh_optimizer: bool = True
+    # The 2018 notebook made a new optimizer each epoch: SGD's momentum buffer starts at zero again. Otherwise the
+    # optimizer's state goes on, and checkpoints carry it. None: the optimizer's own way (sgd fresh, adam kept).
+    fresh_optimizer: bool | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "lrs", tuple(self.lrs))  # a list from JSON or argparse
@@ -48,11 +56,16 @@ class TrainConfig:
             parse, value = f.metadata.get("parse"), getattr(self, f.name)
             for v in (value if isinstance(value, tuple) else (value,)) if parse and value is not None else ():
                 try:
-                    parse(repr(v))
+                    parse(v if isinstance(v, str) else repr(v))
                 except argparse.ArgumentTypeError as exc:
                     raise ValueError(f"{f.metadata['flag']}: {exc}") from None
-        if self.optimizer != "sgd":
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from sgd")
+        if self.optimizer != "sgd" and self.momentum is not None:
+            raise ValueError(f"--momentum is SGD's: --optimizer {self.optimizer} has none (Adam's betas are torch's "
+                             "defaults, 0.9 and 0.999)")  # fmt: skip
+        if self.optimizer == "sgd" and self.momentum is None:
+            object.__setattr__(self, "momentum", SGD_MOMENTUM)
+        if self.fresh_optimizer is None:
+            object.__setattr__(self, "fresh_optimizer", self.optimizer == "sgd")
 
     def scaled(self, factor: float) -> TrainConfig:
         """The same schedule with every learning rate times ``factor`` (``--lr-scale``)."""
@@ -63,6 +76,8 @@ class TrainConfig:
         return self.lrs[min(epoch, len(self.lrs)) - 1]
 
     def make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr)
         return torch.optim.SGD(params, lr=lr, momentum=self.momentum)
 
     def optimizer_for(self, epoch: int, params, previous: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
@@ -95,6 +110,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         m = f.metadata
         shown = m["shown"] or f.default
         kwargs = {"nargs": m["nargs"]} if m["nargs"] else {}
+        kwargs |= {"metavar": m["parse"].metavar} if hasattr(m["parse"], "metavar") else {}
         default = list(f.default) if isinstance(f.default, tuple) else f.default
         parser.add_argument(m["flag"], type=m["parse"], default=default, help=f"{m['help']} (default: {shown})", **kwargs)
 

@@ -34,7 +34,7 @@ def build_parser() -> Parser:
     p.add_argument("--dataset", default="mnist-mini", metavar="NAME",
                    help=f"one of {names}, or package.module:function (default: %(default)s)")  # fmt: skip
     p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist (default: %(default)s)")
-    train_config.add_options(p)  # --epochs, --lr, --momentum, --batch-size, --max-batches: bench/config.py
+    train_config.add_options(p)  # --epochs, --lr, --optimizer, --momentum, --batch-size, ...: bench/config.py
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
     p.add_argument("--lr-scale", type=positive(float), nargs="+", default=[1.0], metavar="S",
                    help="multiply the whole --lr schedule by each S: one training per model x device x seed x S "
@@ -85,11 +85,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     meta = read_run(args.resume)
     recorded = to_argv(meta["args"])
     cluster = ("executor", "workers", "scheduler")  # where it runs: given with --resume, none of the recorded ones holds
-    if any(a.split("=")[0] in {"--" + k for k in cluster} for a in argv):
+    flags = {a.split("=")[0] for a in argv}
+    if flags & {"--" + k for k in cluster}:
         recorded = to_argv({k: v for k, v in meta["args"].items() if k not in cluster})
-    # the recorded command line, then the given one: argparse keeps the last value of an option
-    wanted = _checked(build_parser().parse_args(recorded + argv))
-    check_unchanged(recorded_args(_checked(build_parser().parse_args(recorded))), recorded_args(wanted), args.resume)
+    original = recorded_args(_checked(build_parser().parse_args(recorded)))
+    try:  # the recorded command line, then the given one: argparse keeps the last value of an option
+        wanted = _checked(build_parser().parse_args(recorded + argv))
+    except UsageError:  # options that cannot even join the recorded ones (--optimizer adam, a recorded --momentum)
+        given = {k: v for k, v in recorded_args(args).items() if f"--{k.replace('_', '-')}" in flags}
+        check_unchanged(original, {**original, **given}, args.resume)  # name what contradicts the run, if anything
+        raise
+    check_unchanged(original, recorded_args(wanted), args.resume)
     wanted.meta = meta
     return wanted
 
@@ -152,6 +158,9 @@ def warnings(args: argparse.Namespace, data: datasets.Dataset) -> list[str]:
     if args.lr_given and len(config.lrs) > config.epochs:
         unused = len(config.lrs) - config.epochs
         found.append(f"{len(config.lrs)} learning rates for {config.epochs} epoch(s): the last {unused} never used")
+    if config.optimizer == "adam" and not args.lr_given:
+        found.append("--optimizer adam with the default --lr 0.1 0.05 0.01, the 2018 schedule for SGD: Adam usually "
+                     "wants rates nearer 0.001")  # fmt: skip
     n_train = len(data.train) - config.validation
     if config.batch_size > n_train:
         found.append(f"--batch-size {config.batch_size} is more than the {n_train} training samples of {args.dataset}: "

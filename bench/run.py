@@ -25,7 +25,7 @@ from bench.executors import Ended, run_local
 from bench.preflight import build_parser, parse_args  # noqa: F401  (the CLI's parser, as tests and users import it)
 from bench.record import ResumeError, new_record, open_run, resume_command, take
 from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
-from bench.schema import TrainingKey, header, read_epochs
+from bench.schema import TrainingKey, header, is_metric, read_epochs
 from bench.train import Analysis, Epoch, Started, Task
 
 # Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
@@ -115,7 +115,7 @@ def _main(argv: list[str] | None = None) -> int:
     columns = header((layer for s in args.specs for layer in s.info.layers), record.grid, args.config.validation > 0)
     try:
         with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
-            if writer.missing and not args.no_metrics:
+            if any(map(is_metric, writer.missing)) and not args.no_metrics:  # (a file without the optimizer's: sgd)
                 print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
                       "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
             analysed = {k: bool(record.trainings[k].get("analysed")) for k in pending}

@@ -2,7 +2,8 @@
 the kinds of model. Imports neither torch nor the rest of bench: the report and any other reader use it as is.
 
 ``epochs.csv`` is read and written by header name. Its header is fixed when the file is made:
-the base columns (snnbench 0.1 wrote only these), then the activity and cost columns of the run's
+the base columns (snnbench 0.1 wrote only these), the optional ones (the optimizer, since there is a
+choice; the scale and validation columns where a run has them), then the activity and cost columns of the run's
 layers (bench/metrics.py fills them; a model with more layers adds ``layer3_*`` and so on). A file
 with any header made of known columns, and holding every base column, can be read and resumed.
 """
@@ -41,24 +42,29 @@ def metric_columns(layers: Iterable[str] = DEFAULT_LAYERS) -> list[str]:
 
 
 METRIC_COLUMNS = metric_columns()
-COLUMNS = BASE_COLUMNS + METRIC_COLUMNS  # the header of a run of two-layer models (every built-in one)
+COLUMNS = BASE_COLUMNS + METRIC_COLUMNS  # the header 0.2 and 0.3 wrote for two-layer models; a new run's: header()
 INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
-STR_COLUMNS = {"run_id", "dataset", "model", "device"}
+STR_COLUMNS = {"run_id", "dataset", "model", "device", "optimizer"}
 
 
-# A grid over learning-rate scales and a validation split add these, after the base columns, only to the runs
-# that use them (a run without either has the 0.2 header). Absent: scale 1, no validation.
+# After the base columns: the optimizer (--optimizer) in every new run's file; a grid over learning-rate scales and a
+# validation split add theirs only to the runs that use them. snnbench 0.2 and 0.3 wrote none of them (COLUMNS).
+# Absent: sgd (every run before there was a choice), scale 1, no validation.
+OPTIMIZER_COLUMNS = ["optimizer"]  # sgd or adam (bench.config.OPTIMIZERS)
 GRID_COLUMNS = ["lr_scale"]  # what the training's --lr schedule was multiplied by
 VALIDATION_COLUMNS = ["val_loss", "val_accuracy"]  # on the held-out training samples (--validation), after each epoch
-OPTIONAL_COLUMNS = GRID_COLUMNS + VALIDATION_COLUMNS
+OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
+NUMERIC_OPTIONAL_COLUMNS = GRID_COLUMNS + VALIDATION_COLUMNS
+DEFAULT_OPTIMIZER = "sgd"  # of a row or a run.json without one
 
 
 def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False) -> list[str]:
-    """The header of a new epochs.csv whose models have these layers (at least the default two, in order), with the
-    ``lr_scale`` column when the run has several scales (or one other than 1) and ``val_*`` with a validation split."""
+    """The header of a new epochs.csv whose models have these layers (at least the default two, in order): the
+    optimizer's column, ``lr_scale`` when the run has several scales (or one other than 1) and ``val_*`` with a
+    validation split."""
     names = list(dict.fromkeys([*DEFAULT_LAYERS, *layers]))
     extra = (GRID_COLUMNS if grid else []) + (VALIDATION_COLUMNS if validation else [])
-    return BASE_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
+    return BASE_COLUMNS + OPTIMIZER_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
 
 
 def _layer_number(name: str) -> tuple[int, str]:

@@ -140,8 +140,8 @@ def train(
 def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
     return {
         "run_id": task.run_id, "dataset": task.dataset, "model": task.model.label, "device": task.device,
-        "seed": task.seed, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr, "train_loss": tr.loss,
-        "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy, "train_seconds": tr.seconds,
-        "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
+        "seed": task.seed, "optimizer": task.config.optimizer, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr,
+        "train_loss": tr.loss, "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy,
+        "train_seconds": tr.seconds, "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
     }  # fmt: skip

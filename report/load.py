@@ -23,12 +23,13 @@ from report import pooling
 from report.folder import ReportError
 
 # what the report needs from each row; run_id falls back to the folder name when absent
+STRINGS = ["run_id", "model", "optimizer"]  # read as text whatever they look like
 REQUIRED = ["dataset", "model", "device", "seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 NUMERIC = ["seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 TRAINING = ["dataset", "device", "model", "run_id", "seed", "lr_scale"]  # one seeded training: the unit of replication
 # bench's other numeric columns, coerced when present, never required; so are a file's metric columns (any layers)
 OPTIONAL_NUMERIC = [c for c in schema.BASE_COLUMNS if c not in schema.STR_COLUMNS and c not in NUMERIC]
-OPTIONAL_NUMERIC += schema.OPTIONAL_COLUMNS  # lr_scale (absent: 1), val_loss and val_accuracy (absent: NaN)
+OPTIONAL_NUMERIC += schema.NUMERIC_OPTIONAL_COLUMNS  # lr_scale (absent: 1), val_loss and val_accuracy (absent: NaN)
 WINDOW_REQUIRED = ["model", "device", "seed", "reset", "decay", "dt", "relative", "pairs"]
 WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
 # numeric when present: every other column of window.csv but its text ones (mean_abs_grad, isolated_*, epoch)
@@ -39,7 +40,7 @@ ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "
 
 @dataclass
 class Results:
-    # one row per training x epoch: bench.schema's columns (lr_scale and val_* always), plus "hardware", "kind",
+    # one row per training x epoch: bench.schema's columns (optimizer, lr_scale, val_* always), plus "hardware", "kind",
     # "schedule" and "spec" (the model as run.json names it; "model" is its label, with the scale where not 1)
     epochs: pd.DataFrame
     runs: list[dict]  # run.json of each run (or {} when missing), with "run_id" and "path" filled in
@@ -108,8 +109,11 @@ def load(paths: list[str | Path]) -> Results:
         frame["hardware"] = frame["device"].map(lambda d, hw=hardware: hw.get(d, "unknown hardware"))
         frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
         frame["spec"], frame["model"] = frame["model"], pooling.labels(frame["model"], frame["lr_scale"])
-        schedule = pooling.schedule_label(meta.get("schedule"))
-        frame["schedule"], frame["source"] = schedule, source  # source: which file, for pooling.drop_duplicates
+        # run.json's schedule, with the optimizer each row names: two optimizers never share a label, run.json or not
+        labels = {o: pooling.schedule_label(meta.get("schedule"), o) for o in frame["optimizer"].unique()}
+        frame["schedule"], frame["source"] = frame["optimizer"].map(labels), source  # source: for drop_duplicates
+        # the run's window and activity files: its one label (rows of several optimizers in one file are hand-made)
+        schedule = next(iter(labels.values())) if len(labels) == 1 else pooling.schedule_label(meta.get("schedule"))
         runs.append(meta)
         if not frame.empty:
             frames.append(frame)
@@ -134,7 +138,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     bad: list[list[str]] = []
     try:
         # the python engine lets a callable collect lines with too many fields; it returns None: skip
-        frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, dtype={"run_id": str, "model": str})
+        frame = pd.read_csv(path, engine="python", on_bad_lines=bad.append, dtype={c: str for c in STRINGS})
     except pd.errors.EmptyDataError:
         warn(f"{path} is empty")
         return pd.DataFrame(columns=[*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS])
@@ -150,6 +154,8 @@ def read_csv(path: Path) -> pd.DataFrame:
     frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device", *scaled])
     frame[["seed", "epoch"]] = frame[["seed", "epoch"]].astype(int)
     frame["lr_scale"] = frame["lr_scale"].fillna(1.0) if "lr_scale" in frame.columns else 1.0
+    optimizer = frame["optimizer"] if "optimizer" in frame.columns else pd.Series(index=frame.index, dtype=object)
+    frame["optimizer"] = optimizer.fillna(schema.DEFAULT_OPTIMIZER).astype(str)  # absent or empty: before the choice
     for column in schema.VALIDATION_COLUMNS:
         if column not in frame.columns:
             frame[column] = np.nan

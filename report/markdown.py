@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 
+from bench import schema
 from report import pooling, stats
 from report.load import Results
 from report.runs import incomplete_trainings, scales, validation
@@ -216,8 +217,18 @@ def _status(meta: dict) -> str:
 
 
 def _schedule(s: dict) -> dict:
-    return {"epochs": s.get("epochs", "?"), "lr": " ".join(map(str, s.get("lrs", []))), "batch": s.get("batch_size", "?"),
-            "max batches": s.get("max_batches") or "all"}  # fmt: skip
+    return {"epochs": s.get("epochs", "?"), "lr": " ".join(map(str, s.get("lrs", []))), "optimizer": _optimizer(s),
+            "batch": s.get("batch_size", "?"), "max batches": s.get("max_batches") or "all"}  # fmt: skip
+
+
+def _optimizer(recorded: dict) -> str:
+    """``sgd, momentum 0.5, fresh each epoch``, ``adam, kept across epochs``: what run.json says (sgd where it does not,
+    as every run before there was a choice); the momentum only where there is one, SGD's."""
+    s = schema.schedule(recorded)
+    fresh = s.get("fresh_optimizer")
+    return ", ".join([s.get("optimizer", schema.DEFAULT_OPTIMIZER),
+                      *([f"momentum {s['momentum']}"] if s.get("momentum") is not None else []),
+                      *([] if fresh is None else ["fresh each epoch" if fresh else "kept across epochs"])])  # fmt: skip
 
 
 def _incomplete_groups(data, meta, incomplete) -> set[tuple[str, str]]:

@@ -1,7 +1,8 @@
 """Which trainings may be pooled into one statistic: never two schedules, and never the same training twice.
 
-- *Schedules.* Every epoch row carries its run's schedule as a short label (``schedule_label``); a dataset whose runs
-  differ in schedule gets one report section per schedule (``sections``), and the statistics group by it too.
+- *Schedules.* Every epoch row carries its run's schedule as a short label (``schedule_label``), the optimizer of the
+  row included; a dataset whose runs differ in schedule gets one report section per schedule (``sections``), and the
+  statistics group by it too. So sgd and adam are never pooled.
 - *Duplicates.* A training found twice with identical rows in every column but the timings (the same deterministic
   training run twice, a run folder copied) counts once: the first one read is kept (``drop_duplicates``). The same seed
   trained twice with different numbers (another device, a non-deterministic one) is two trainings, as before.
@@ -25,7 +26,7 @@ _SCALED = re.compile(r"(.*) \(lr x([^()]+)\)")
 _SHOWN = {  # run.json's schedule keys, in this order, as the label says them; other keys follow as "key value"
     "epochs": lambda v: f"{v} epoch{'' if v == 1 else 's'}",
     "lrs": lambda v: "lr " + " ".join(map(str, v if isinstance(v, list) else [v])),
-    "momentum": lambda v: f"momentum {v}",
+    "momentum": lambda v: None if v is None else f"momentum {v}",  # None: SGD's alone, and this is not SGD
     "batch_size": lambda v: f"batch {v}",
     "max_batches": lambda v: "all batches" if v is None else f"at most {v} batches",
     "optimizer": str,
@@ -55,16 +56,22 @@ def spec_of(text: str) -> str:
     return found.group(1) if found else text
 
 
-def schedule_label(recorded) -> str:
+def schedule_label(recorded, optimizer: str | None = None) -> str:
     """run.json's ``"schedule"`` as a short label that names every value, so two schedules share a label only when they
-    agree: ``3 epochs, lr 0.1 0.05 0.01, momentum 0.5, batch 1000, all batches, sgd, fresh optimizer each epoch``."""
-    if not isinstance(recorded, dict) or not recorded:
-        return UNKNOWN
-    values = schema.schedule(recorded)
+    agree: ``3 epochs, lr 0.1 0.05 0.01, momentum 0.5, batch 1000, all batches, sgd, fresh optimizer each epoch``.
+
+    ``optimizer``: the one the rows name (epochs.csv has it since ``--optimizer``; sgd before). Where it is not the
+    recorded one (sgd where run.json does not say, or has no schedule) the label names it, so that rows of two optimizers
+    never share a label, with or without run.json."""
+    values = schema.schedule(recorded) if isinstance(recorded, dict) else {}
+    if optimizer is not None and optimizer != values.get("optimizer", schema.DEFAULT_OPTIMIZER):
+        values["optimizer"] = optimizer
+    if not values.keys() - {"optimizer"}:
+        return ", ".join([UNKNOWN, *values.values()])
     if not values.get("validation"):  # 0: no split, as in runs from before there was one
         values.pop("validation", None)
     parts = [show(values.pop(key)) for key, show in _SHOWN.items() if key in values]
-    return ", ".join(parts + [f"{key} {values[key]}" for key in sorted(values)])
+    return ", ".join([p for p in parts if p is not None] + [f"{key} {values[key]}" for key in sorted(values)])
 
 
 def is_timing(column: str) -> bool:

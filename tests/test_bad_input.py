@@ -62,6 +62,9 @@ SMALL += ["--no-report"]
         (["--seeds", "1.5"], "argument --seeds: invalid int value: '1.5'"),
         (["--seeds", "one"], "argument --seeds: invalid int value: 'one'"),
         (["--momentum", "1.5"], "argument --momentum: expected a number in [0, 1), got '1.5'"),
+        (["--optimizer", "rmsprop"], "argument --optimizer: expected sgd or adam, got 'rmsprop'"),
+        (["--optimizer", "Adam"], "argument --optimizer: expected sgd or adam, got 'Adam'"),
+        (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is SGD's: --optimizer adam has none"),
         (["--models", "snn:n_in=10"], "snn:n_in=10: n_in=10 does not fit mnist-mini, whose samples have 784 inputs (1x28x28)"),
         (["--models", "ffn:n_in=10"], "ffn:n_in=10: n_in=10 does not fit mnist-mini"),
         (["--models", "snn:n_out=5"], "snn:n_out=5: n_out=5 does not fit mnist-mini, which has 10 classes"),
@@ -184,6 +187,15 @@ def test_arguments_that_run_but_probably_not_as_meant_get_a_warning(tmp_path, ca
     err = capsys.readouterr().err
     assert "bench.run: warning: 2 learning rates for 1 epoch(s): the last 1 never used" in err
     assert "bench.run: warning: --batch-size 7000 is more than the 6000 training samples of mnist-mini" in err
+    assert "--optimizer adam" not in err
+
+
+def test_adam_on_the_default_sgd_learning_rates_gets_a_warning(tmp_path, capsys):
+    argv = ["--models", "ffn", *SMALL, "--optimizer", "adam"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert "bench.run: warning: --optimizer adam with the default --lr 0.1 0.05 0.01" in capsys.readouterr().err
+    assert main([*argv, "--lr", "0.001", "--out", str(tmp_path / "b")]) == 0
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_resume_of_a_run_another_process_is_writing(tmp_path, capsys):

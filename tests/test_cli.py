@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.schema import COLUMNS
+from bench.schema import header
 
 
 def bench_run(*args, cwd=None):
@@ -23,12 +23,13 @@ def test_smoke_run_writes_tidy_rows_and_run_json(tmp_path):
     with open(run_dir / "epochs.csv") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == COLUMNS
+    assert reader.fieldnames == header()  # every built-in model's columns, the optimizer of every row among them
     assert len(rows) == 2 * 2 * 2  # models x seeds x epochs
     assert {r["model"] for r in rows} == {"snn:time_steps=4", "ffn"}
     assert {(r["seed"], r["epoch"]) for r in rows} == {("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")}
     for r in rows:
         assert r["run_id"] == run_dir.name and r["dataset"] == "mnist-mini" and r["device"] == "cpu"
+        assert r["optimizer"] == "sgd"
         assert r["train_samples"] == "200" and r["test_samples"] == "200"
         assert 0 <= float(r["test_accuracy"]) <= 1 and float(r["train_seconds"]) > 0
         assert float(r["train_samples_per_second"]) == pytest.approx(200 / float(r["train_seconds"]), rel=1e-6)

@@ -10,7 +10,7 @@ import models
 from bench import data
 from bench.config import TrainConfig
 from bench.run import main
-from bench.schema import COLUMNS, TrainingKey, csv_columns, read_epochs
+from bench.schema import BASE_COLUMNS, METRIC_COLUMNS, TrainingKey, csv_columns, read_epochs
 from bench.train import Epoch, Task, train
 
 SMALL = ["--device", "cpu", "--epochs", "2", "--max-batches", "2", "--batch-size", "100", "--no-report"]
@@ -48,7 +48,7 @@ def test_the_scale_is_a_column_and_part_of_every_key(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
     columns = csv_columns(run_dir / "epochs.csv")
-    assert columns[16:19] == ["lr_scale", "val_loss", "val_accuracy"]
+    assert columns[16:20] == ["optimizer", "lr_scale", "val_loss", "val_accuracy"]
     rows = read_epochs(run_dir / "epochs.csv")
     assert {(r["model"], r["lr_scale"], r["lr"]) for r in rows if r["epoch"] == 2} == {
         ("snn:time_steps=4", 0.5, 0.025), ("snn:time_steps=4", 2.0, 0.1), ("ffn", 0.5, 0.025), ("ffn", 2.0, 0.1)
@@ -68,7 +68,7 @@ def test_the_scale_is_a_column_and_part_of_every_key(tmp_path, capsys):
 def test_a_plain_run_keeps_the_header_it_had(tmp_path):
     assert main(["--models", "ffn", *SMALL, "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert csv_columns(run_dir / "epochs.csv") == COLUMNS
+    assert csv_columns(run_dir / "epochs.csv") == [*BASE_COLUMNS, "optimizer", *METRIC_COLUMNS]  # 0.3's and the optimizer
     assert "lr_scale" not in json.loads((run_dir / "run.json").read_text())["models"]["ffn"]
 
 

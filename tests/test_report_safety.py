@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import test_report_spiking as spiking
 from test_report import FFN, SNN, rows, write_run
 
+from bench import schema
 from report import activity, folder, plots, pooling, stats, window
 from report.__main__ import build_parser, build_report, main
 from report.folder import ReportError
@@ -255,6 +257,51 @@ def test_schedule_labels_name_every_value_and_read_old_run_json():
                                                       ("batch_size", 100), ("precision", "bf16")]]  # fmt: skip
     labels = {pooling.schedule_label(s) for s in [new, *changed]}
     assert len(labels) == 6 and pooling.schedule_label(None) == pooling.schedule_label({}) == pooling.UNKNOWN
+
+
+def with_optimizer(run: Path, optimizer: str | None) -> Path:
+    """``run``'s epochs.csv as bench writes it since --optimizer: a column naming it in every row (None: no column)."""
+    rows = pd.read_csv(run / "epochs.csv")
+    if optimizer is not None:
+        rows.insert(len(schema.BASE_COLUMNS), "optimizer", optimizer)
+    rows.to_csv(run / "epochs.csv", index=False)
+    return run
+
+
+def test_an_sgd_and_an_adam_run_of_one_model_are_never_pooled(tmp_path):
+    sgd = {"epochs": 3, "lrs": [0.1], "optimizer": "sgd", "momentum": 0.5, "batch_size": 100, "max_batches": None,
+           "validation": 0, "fresh_optimizer": True}  # fmt: skip
+    adam = {**sgd, "lrs": [0.1], "optimizer": "adam", "momentum": None, "fresh_optimizer": False}  # the same lr
+    with_optimizer(write_run(tmp_path / "res" / "a", rows("snn", SNN, 2.0), schedule=sgd), "sgd")
+    with_optimizer(write_run(tmp_path / "res" / "b", rows("snn", [0.5, 0.6, 0.7], 2.0, run_id="run-b"), schedule=adam),
+                   "adam")  # fmt: skip
+    epochs = load([tmp_path / "res"]).epochs
+    assert epochs.groupby("run_id")["schedule"].first().to_dict() == {
+        "run-a": "3 epochs, lr 0.1, momentum 0.5, batch 100, all batches, sgd, fresh optimizer each epoch",
+        "run-b": "3 epochs, lr 0.1, batch 100, all batches, adam, optimizer kept across epochs",  # no momentum
+    }
+    assert stats.summary(epochs)["seeds"].tolist() == [5, 3]  # two rows, not one of 8 seeds
+    text = build_report([tmp_path / "res"], tmp_path / "out").read_text()
+    headings = re.findall(r"^## .*", text, flags=re.M)
+    assert len(headings) == 2 and "sgd" in headings[0] and "adam" in headings[1]
+    first, second = text.split("\n## ")[1:]  # each section's provenance: its run, its optimizer
+    assert re.search(r"\| run-a .*\| sgd, momentum 0\.5, fresh each epoch +\|", first) and "run-b" not in first
+    assert re.search(r"\| run-b .*\| adam, kept across epochs +\|", second) and "run-a" not in second
+
+
+def test_without_run_json_the_rows_optimizer_keeps_them_apart_and_old_rows_are_sgd(tmp_path):
+    for name, run_id, optimizer in [("old", "run-a", None), ("new", "run-b", "sgd"), ("adam", "run-c", "adam")]:
+        run = write_run(tmp_path / "res" / name, rows("snn", SNN[:2], 1.0, run_id=run_id))
+        (with_optimizer(run, optimizer) / "run.json").unlink()
+    results = load([tmp_path / "res"])  # read in path order: adam, new, old
+    assert results.epochs.groupby("run_id")["schedule"].first().to_dict() == {
+        "run-b": pooling.UNKNOWN,
+        "run-c": f"{pooling.UNKNOWN}, adam",
+    }
+    # the old rows (no optimizer column) read as sgd: the same trainings as run-b's, counted once; run-c's never with them
+    assert set(results.duplicates["run_id"]) == {"run-a"} and set(results.duplicates["same_as"]) == {"run-b"}
+    assert stats.summary(results.epochs)["seeds"].tolist() == [2, 2]
+    assert set(results.epochs["optimizer"]) == {"sgd", "adam"}
 
 
 def test_csvs_without_run_json_are_one_group(tmp_path):

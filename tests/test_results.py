@@ -122,8 +122,8 @@ def test_a_file_is_written_and_read_by_header_name_whatever_its_layers(tmp_path)
     from bench import schema
 
     columns = schema.header(["layer1", "layer2", "layer3"])
-    assert columns[: len(schema.COLUMNS) - 4] == schema.COLUMNS[:-4] and "layer3_firing_rate" in columns
-    assert schema.header(["layer1", "layer2"]) == schema.COLUMNS  # every built-in model's run: the 0.2 header
+    assert columns[: len(schema.BASE_COLUMNS) + 1] == [*schema.BASE_COLUMNS, "optimizer"] and "layer3_firing_rate" in columns
+    assert schema.header(["layer1", "layer2"]) == [*schema.BASE_COLUMNS, "optimizer", *schema.METRIC_COLUMNS]  # built-in
     path = tmp_path / "epochs.csv"
     with EpochWriter(path, columns) as writer:
         writer.write({**row(1), "layer3_firing_rate": 0.25})
@@ -138,3 +138,20 @@ def test_a_file_is_written_and_read_by_header_name_whatever_its_layers(tmp_path)
     (tmp_path / "odd.csv").write_text(",".join([*schema.BASE_COLUMNS, "colour"]) + "\n")
     with pytest.raises(ValueError, match="does not know: colour"):
         EpochWriter(tmp_path / "odd.csv")
+
+
+def test_every_new_row_names_its_optimizer_and_files_from_before_the_column_still_read_and_append(tmp_path):
+    from bench import schema
+
+    path = tmp_path / "epochs.csv"
+    with EpochWriter(path, schema.header()) as writer:
+        writer.write({**row(1), "optimizer": "adam"})
+    assert read_epochs(path)[0]["optimizer"] == "adam"  # text, as the other names
+    old = tmp_path / "old.csv"  # 0.2 and 0.3 wrote no optimizer column: every one of their runs was SGD
+    with EpochWriter(old) as writer:
+        writer.write(row(1))
+    with EpochWriter(old, schema.header()) as writer:  # a new snnbench resuming it keeps the file's header
+        assert writer.columns == COLUMNS and writer.missing == ["optimizer"]
+        writer.write({**row(2), "optimizer": "sgd"})
+    assert [("optimizer" in r, r["epoch"]) for r in read_epochs(old)] == [(False, 1), (False, 2)]
+    assert schema.header_problem(schema.header(grid=True, validation=True)) is None

@@ -19,7 +19,7 @@ import bench.train
 from bench import interrupt
 from bench.run import main
 from bench.schema import BASE_COLUMNS as OLD_COLUMNS  # what snnbench 0.1 wrote
-from bench.schema import csv_columns, read_epochs
+from bench.schema import COLUMNS, csv_columns, read_epochs
 from bench.train import Epoch
 
 TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
@@ -51,8 +51,10 @@ def interrupt_after_epoch(n, signum=signal.SIGINT):
     return train
 
 
-def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch):
-    argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *SMALL]
+@pytest.mark.parametrize("optimizer", [[], ["--optimizer", "adam", "--lr", "0.01", "0.005"]], ids=["sgd", "adam"])
+def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch, optimizer):
+    """Adam's state after epoch 1 comes back from the checkpoint, as SGD's 2018 schedule needs none."""
+    argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *optimizer, *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
         m.setattr(bench.executors, "train", interrupt_after_epoch(1))
@@ -67,6 +69,7 @@ def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, c
 
     assert main(["--resume", str(run_dir)]) == 0
     assert numbers(run_dir) == numbers(only_run(tmp_path / "whole"))  # exactly: losses and accuracies
+    assert {r["optimizer"] for r in read_epochs(run_dir / "epochs.csv")} == {"adam" if optimizer else "sgd"}
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["status"] == "complete" and len(meta["resumes"]) == 1
     assert {t["status"] for t in meta["trainings"]} == {"complete"}
@@ -90,24 +93,29 @@ def test_a_crash_between_checkpoint_and_row_and_a_partial_line_lose_nothing(tmp_
     assert len(list((run_dir / "checkpoints").iterdir())) == 1  # --keep-checkpoints is recorded for the resume
 
 
-def test_a_run_started_before_the_metric_columns_resumes_in_its_own_format(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("version", ["0.1", "0.3"])
+def test_a_run_started_by_an_older_snnbench_resumes_in_its_own_format(tmp_path, capsys, monkeypatch, version):
+    """0.1 wrote the first 16 columns only and recorded no --no-metrics; 0.3 wrote the metric columns too but no
+    optimizer column, and recorded no --optimizer (its schedule: sgd, fresh each epoch). Either resumes as the SGD it
+    was, in its own header; only 0.1's is told that the metric columns are not recorded."""
+    columns, unrecorded = {"0.1": (OLD_COLUMNS, "no_metrics"), "0.3": (COLUMNS, "optimizer")}[version]
     argv = ["--models", "ffn", "--epochs", "3", *SMALL]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
         m.setattr(bench.executors, "train", interrupt_after_epoch(1))
         assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
     run_dir = only_run(tmp_path / "cut")
-    # as snnbench 0.1 left it: the first 16 columns only, and no "no_metrics" among the recorded arguments
     (row,) = read_epochs(run_dir / "epochs.csv")
-    (run_dir / "epochs.csv").write_text(",".join(OLD_COLUMNS) + "\n" + ",".join(str(row[c]) for c in OLD_COLUMNS) + "\n")
+    (run_dir / "epochs.csv").write_text(",".join(columns) + "\n" + ",".join(str(row[c]) for c in columns) + "\n")
     meta = json.loads((run_dir / "run.json").read_text())
-    del meta["args"]["no_metrics"]
+    del meta["args"][unrecorded]
     (run_dir / "run.json").write_text(json.dumps(meta))
     capsys.readouterr()
     assert main(["--resume", str(run_dir)]) == 0
-    assert "started by an older snnbench without the activity and cost columns" in capsys.readouterr().err
-    assert csv_columns(run_dir / "epochs.csv") == OLD_COLUMNS
-    whole = [{k: v for k, v in r.items() if k in OLD_COLUMNS} for r in numbers(only_run(tmp_path / "whole"))]
+    err = capsys.readouterr().err
+    assert ("started by an older snnbench without the activity and cost columns" in err) == (version == "0.1")
+    assert csv_columns(run_dir / "epochs.csv") == columns
+    whole = [{k: v for k, v in r.items() if k in columns} for r in numbers(only_run(tmp_path / "whole"))]
     assert numbers(run_dir) == whole
 
 
@@ -272,7 +280,9 @@ def test_a_run_written_by_snnbench_0_2_resumes(tmp_path, capsys):
     (run_dir / "epochs.csv").write_text("".join(line for i, line in enumerate(lines) if i == 0 or rows[i - 1] is not cut))
     capsys.readouterr()
     assert main(["--resume", str(run_dir), "--no-report"]) == 0
-    assert "no checkpoint of ffn cpu seed 0; training it again from epoch 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no checkpoint of ffn cpu seed 0; training it again from epoch 1" in err
+    assert "activity and cost columns" not in err  # it has them; only the optimizer's is new, and it is not missed
     assert csv_columns(run_dir / "epochs.csv") == COLUMNS
     after = read_epochs(run_dir / "epochs.csv")
     assert len(after) == len(rows) and after[-1]["model"] == "ffn" and after[-1]["epoch"] == 3

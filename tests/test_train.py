@@ -1,5 +1,6 @@
 """One training is a pure function: ``train(task, checkpoint_dir)`` yields events and writes only its checkpoint."""
 
+import dataclasses
 import os
 import pickle
 
@@ -71,10 +72,13 @@ def test_stopped_before_a_batch_it_returns_without_finishing(tmp_path):
     assert numbers(resumed) == numbers(whole)
 
 
-@pytest.mark.parametrize("fresh", [True, False])
-def test_a_resumed_training_equals_one_never_stopped_with_or_without_a_fresh_optimizer(tmp_path, fresh):
-    """With ``fresh_optimizer=False`` SGD's momentum goes on between epochs: the checkpoint carries it."""
-    config = TrainConfig(epochs=3, batch_size=100, max_batches=2, fresh_optimizer=fresh)
+@pytest.mark.parametrize("optimizer, fresh", [("sgd", True), ("sgd", False), ("adam", False)],
+                         ids=["sgd fresh each epoch", "sgd kept", "adam"])  # fmt: skip
+def test_a_resumed_training_equals_one_never_stopped_whatever_its_optimizer(tmp_path, optimizer, fresh):
+    """With ``fresh_optimizer=False`` SGD's momentum goes on between epochs, and Adam's moments and step count always
+    do: the checkpoint carries them, so a training resumed after epoch 1 is the one never stopped."""
+    lrs = (0.1, 0.05, 0.01) if optimizer == "sgd" else (0.01, 0.005, 0.001)
+    config = TrainConfig(epochs=3, lrs=lrs, optimizer=optimizer, batch_size=100, max_batches=2, fresh_optimizer=fresh)
     whole = numbers(train(task(config=config), tmp_path / "whole"))
     cut = train(task(config=config), tmp_path / "cut")
     for event in cut:
@@ -82,6 +86,7 @@ def test_a_resumed_training_equals_one_never_stopped_with_or_without_a_fresh_opt
             break
     cut.close()  # as a process that died after epoch 1
     resumed = numbers(train(task(config=config), tmp_path / "cut"))
-    assert resumed == whole
-    if not fresh:  # the momentum that went on changed the numbers: the state restored was needed
-        assert whole[1:] != numbers(train(task(config=SMALL), tmp_path / "fresh"))[1:]
+    assert resumed == whole and {row["optimizer"] for row in whole} == {optimizer}
+    if not fresh:  # the state that went on changed the numbers: the state restored was needed
+        again = dataclasses.replace(config, fresh_optimizer=True)
+        assert whole[1:] != numbers(train(task(config=again), tmp_path / "fresh"))[1:]
