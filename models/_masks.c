@@ -1,4 +1,5 @@
-/* Fast random input masks for the SNN on the CPU: out[r, j] = u(key, r * n + j) * x[r % rows_x, j].
+/* Fast random input masks for the SNN on the CPU: out[r, j] = u(key, r * n + j) * x[r % rows_x, j],
+ * or, with spikes = 1, Bernoulli spikes for the LIF's rate encoding: out[r, j] = u(key, r * n + j) < x[r % rows_x, j].
  *
  * u is uniform in [0, 1) with 24 random bits, the top bits of the splitmix64 finalizer
  * applied to a counter: a counter-based generator, so any chunk of rows can be filled
@@ -19,7 +20,7 @@ static inline uint64_t mix64(uint64_t z) {
  * masked by x's row r % rows_x (out is (..., B, n), x is (B, n)). Returns -1, writing nothing, when the counts
  * do not describe such a pair: the caller raises, rather than a write past out or a misread x. */
 int masked_uniform(float *out, const float *x, int64_t n, int64_t rows, int64_t rows_x, int64_t row_start,
-                   int64_t row_stop, uint64_t key) {
+                   int64_t row_stop, uint64_t key, int spikes) {
     if (n <= 0 || rows_x <= 0 || rows % rows_x != 0 || row_start < 0 || row_start > row_stop || row_stop > rows)
         return -1;
     const float scale = 1.0f / 16777216.0f; /* 2^-24 */
@@ -27,9 +28,16 @@ int masked_uniform(float *out, const float *x, int64_t n, int64_t rows, int64_t 
         float *o = out + r * n;
         const float *xr = x + (r % rows_x) * n;
         const uint64_t base = key + (uint64_t)(r * n) * 0x9e3779b97f4a7c15ULL;
-        for (int64_t j = 0; j < n; ++j) {
-            uint64_t h = mix64(base + (uint64_t)j * 0x9e3779b97f4a7c15ULL);
-            o[j] = (float)(h >> 40) * scale * xr[j];
+        if (spikes) {
+            for (int64_t j = 0; j < n; ++j) {
+                uint64_t h = mix64(base + (uint64_t)j * 0x9e3779b97f4a7c15ULL);
+                o[j] = (float)(h >> 40) * scale < xr[j] ? 1.0f : 0.0f;
+            }
+        } else {
+            for (int64_t j = 0; j < n; ++j) {
+                uint64_t h = mix64(base + (uint64_t)j * 0x9e3779b97f4a7c15ULL);
+                o[j] = (float)(h >> 40) * scale * xr[j];
+            }
         }
     }
     return 0;

@@ -37,13 +37,13 @@ class LIFRecurrence(torch.autograd.Function):
         u = simulate(current, steps, beta, threshold, zero)
         ctx.save_for_backward(u)
         ctx.args = (held, beta, threshold, zero, surrogate, sharpness, out)
-        return u if out == "membrane" else (u > threshold).to(u.dtype)
+        return u if out == "membrane" else torch.gt(u, threshold, out=torch.empty_like(u))  # spikes, 1.0 or 0.0
 
     @staticmethod
     def backward(ctx, grad_out):
         (u,) = ctx.saved_tensors
         held, beta, threshold, zero, surrogate, sharpness, out = ctx.args
-        g = grad_out * surrogate_grad(u - threshold, surrogate, sharpness) if out == "spikes" else grad_out
+        g = surrogate_grad(u - threshold, surrogate, sharpness, inplace=True).mul_(grad_out) if out == "spikes" else grad_out
         grad = torch.empty_like(g)  # dL/dU_t
         grad[-1] = g[-1]
         if zero:
@@ -96,9 +96,11 @@ class LIF(LIFReference):
             inputs = encode(c, x, draws)
         elif c.encoding == "direct":
             inputs = intensity(x, "direct")[None]
-        elif c.encoding == "masks" and not x.requires_grad:
-            inputs = mask_rng.masked_uniform_(x.new_empty(T, *x.shape), x)  # u_t * x in one pass
-        else:  # rate, or masks with a gradient to the input: the draws from the fast generator
+        elif c.encoding == "rate":  # spikes u_t < p in one pass: what encode() makes of the fast generator's u
+            inputs = mask_rng.bernoulli_(mask_rng.workspace(self, (T, *x.shape), x), intensity(x, "rate"))
+        elif not x.requires_grad:
+            inputs = mask_rng.masked_uniform_(mask_rng.workspace(self, (T, *x.shape), x), x)  # u_t * x in one pass
+        else:  # masks with a gradient to the input
             inputs = encode(c, x, mask_rng.uniform_(x.new_empty(T, *x.shape)))
         args = (T, c.beta, c.threshold, c.reset == "zero", c.surrogate, c.sharpness)
         current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, self.fc1.weight, self.fc1.bias)

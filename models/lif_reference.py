@@ -41,14 +41,16 @@ Readout = Literal["membrane", "spikes"]
 DEFAULT_ALPHA = {"atan": 2.0, "sigmoid": 4.0}
 
 
-def surrogate_grad(x: torch.Tensor, surrogate: str, sharpness: float) -> torch.Tensor:
-    """dS/dU as the surrogate has it, at x = U - threshold."""
-    if surrogate == "atan":
-        return sharpness / 2 / (1 + (math.pi / 2 * sharpness * x).pow_(2))
-    if surrogate == "sigmoid":  # as SpikingJelly writes it: snnTorch's exp(-ax) / (exp(-ax) + 1)^2 is NaN below x = -88 / a
-        s = torch.sigmoid(sharpness * x)
-        return sharpness * s * (1 - s)
-    return 1.0 / (sharpness * x.abs() + 1.0) ** 2
+def surrogate_grad(x: torch.Tensor, surrogate: str, sharpness: float, inplace: bool = False) -> torch.Tensor:
+    """dS/dU as the surrogate has it, at x = U - threshold; ``inplace``: overwrite ``x`` (the same operations, in the
+    same order, so the same numbers)."""
+    x = x if inplace else x.clone()
+    if surrogate == "atan":  # alpha / 2 / (1 + (pi / 2 alpha x)^2)
+        return x.mul_(math.pi / 2 * sharpness).square_().add_(1).reciprocal_().mul_(sharpness / 2)
+    if surrogate == "sigmoid":  # alpha s (1 - s), s = sigmoid(alpha x): snnTorch's exp(-ax) / (exp(-ax) + 1)^2 is NaN
+        s = x.mul_(sharpness).sigmoid_()  # below x = -88 / alpha, this is not
+        return torch.rsub(s, 1).mul_(s).mul_(sharpness)
+    return x.abs_().mul_(sharpness).add_(1).square_().reciprocal_()  # fast_sigmoid: 1 / (slope |x| + 1)^2
 
 
 class Spike(torch.autograd.Function):
@@ -105,6 +107,10 @@ def encode(config, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
 
 @register("lif-reference", kind="spiking", delay=0)  # U_t, S_t and the logits all see step t's input
 class LIFReference(nn.Module):
+    # bench/analysis.py's STDP-like window assumes the 2018 design, where the gradient flows back only through the
+    # steps where a neuron fired and a reset cuts it; a surrogate gradient flows through every step: not measured
+    gradient_window = False
+
     @dataclass(frozen=True)
     class Config:
         hidden: int = 100  # hidden LIF neurons

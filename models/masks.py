@@ -83,7 +83,7 @@ def native():
             if os.environ.get("SNNBENCH_NATIVE", "1") != "0":
                 try:
                     fn = ctypes.CDLL(str(_compile())).masked_uniform
-                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64]
+                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64, ctypes.c_int]
                     fn.restype = ctypes.c_int  # -1: the row counts do not fit (nothing written)
                     _native = fn
                 except (OSError, subprocess.SubprocessError):
@@ -131,7 +131,7 @@ def _check(out: torch.Tensor, x: torch.Tensor | None) -> None:
         raise ValueError(f"masked_uniform_: x is on {x.device} but out is on {out.device}")
 
 
-def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int) -> None:
+def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int, spikes: bool = False) -> None:
     """``out`` (..., B, n) <- u * ``xs`` (rows_x, n) by the C kernel, which sees raw pointers and row counts
     only: it reads ``xs`` row ``r % rows_x`` for row ``r`` of ``out``. So each thing it assumes is checked here."""
     for name, t in (("out", out), ("x", xs)):
@@ -148,7 +148,7 @@ def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int) -> None:
             f"the {rows} rows of out {tuple(out.shape)}"
         )
     ptr, xptr = out.data_ptr(), xs.data_ptr()
-    codes = _run([lambda a=a, b=b: fn(ptr, xptr, n, rows, rows_x, a, b, key) for a, b in _split(rows)])
+    codes = _run([lambda a=a, b=b: fn(ptr, xptr, n, rows, rows_x, a, b, key, int(spikes)) for a, b in _split(rows)])
     if any(codes):
         raise ValueError(f"native mask kernel refused n={n}, rows={rows}, rows_x={rows_x}")
 
@@ -174,6 +174,31 @@ def masked_uniform_(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.T
     chunks = out.view(-1).chunk(CHUNKS)
     _run([lambda c=c, s=s: c.uniform_(generator=torch.Generator().manual_seed(s)) for c, s in zip(chunks, seeds)])
     return out if x is None else out.mul_(x)
+
+
+def bernoulli_(out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` (..., B, n) in place with spikes: 1.0 where u < ``p`` (B, n), else 0.0, u ~ U[0, 1) fresh per element.
+    The u are those ``uniform_`` would draw from the same generator state, so this equals ``(uniform_(out) < p)``."""
+    _check(out, p)
+    fn = native() if out.device.type == "cpu" and out.dtype == torch.float32 else False
+    if out.numel() < MIN_PARALLEL or not fn:
+        u = masked_uniform_(out)
+        return torch.lt(u, p, out=out)  # a float out: 1.0 where true
+    key = int(torch.randint(0, 2**63 - 1, ()).item())
+    _fill_native(fn, out, p.detach().to(torch.float32).contiguous(), key, spikes=True)
+    return out
+
+
+def workspace(owner: object, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A scratch tensor for a model's random input, kept on ``owner`` and reused across calls: a fresh 400 MB
+    allocation per batch costs its page faults again (as long as drawing the numbers). Autograd's version counter
+    guards it: backward through a graph whose input was overwritten by a later call raises instead of using wrong
+    numbers."""
+    buf = owner.__dict__.get("_scratch")
+    if buf is None or buf.shape != shape or buf.device != like.device or buf.dtype != like.dtype:
+        buf = torch.empty(shape, device=like.device, dtype=like.dtype)
+        owner.__dict__["_scratch"] = buf
+    return buf
 
 
 def uniform_(out: torch.Tensor) -> torch.Tensor:

@@ -86,7 +86,7 @@ class SNN(SNNReference):
         if masks is None and x.requires_grad:  # for gradients with respect to the input
             inputs = mask_rng.uniform_(x.new_empty(steps1, B, c.n_in)) * x
         elif masks is None:
-            inputs = mask_rng.masked_uniform_(self._workspace((steps1, B, c.n_in), x), x)  # (T-2, B, n_in): u_t * x
+            inputs = mask_rng.masked_uniform_(mask_rng.workspace(self, (steps1, B, c.n_in), x), x)  # (T-2, B, n_in): u_t * x
         elif masks.shape != (T, *x.shape):
             raise ValueError(f"masks must have shape {(T, *x.shape)}, got {tuple(masks.shape)}")
         else:
@@ -108,16 +108,6 @@ class SNN(SNNReference):
         else:
             states2, outputs2 = NeuronRecurrence.apply(current2, *args, "states"), None
         return states2.sum(0) / T, inputs, out1, outputs2  # the mean over all T kept states, v2_0 = 0 included
-
-    def _workspace(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A scratch tensor for the masked input, reused across calls: a 400 MB allocation per batch
-        costs page faults. Autograd's version counter guards it: backward through a graph whose
-        input was overwritten by a later call raises instead of using wrong numbers."""
-        buf = self.__dict__.get("_scratch")
-        if buf is None or buf.shape != shape or buf.device != like.device or buf.dtype != like.dtype:
-            buf = torch.empty(shape, device=like.device, dtype=like.dtype)
-            self.__dict__["_scratch"] = buf
-        return buf
 
 
 def simulate(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):

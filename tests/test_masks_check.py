@@ -115,7 +115,7 @@ def test_the_native_call_checks_what_its_pointers_assume(out, xs, message):
 def test_the_c_kernel_refuses_row_counts_that_do_not_fit_and_writes_nothing(n, rows, rows_x, start, stop):
     fn = native_or_skip()
     out, x = torch.full((7, 10), -1.0), torch.ones(7, 10)  # one spare row: a write past `rows` would show
-    assert fn(out.data_ptr(), x.data_ptr(), n, rows, rows_x, start, stop, 1) == -1
+    assert fn(out.data_ptr(), x.data_ptr(), n, rows, rows_x, start, stop, 1, 0) == -1
     assert (out == -1).all()
-    assert fn(out.data_ptr(), x.data_ptr(), 10, 6, 2, 0, 6, 1) == 0  # the same buffers, counts that fit
+    assert fn(out.data_ptr(), x.data_ptr(), 10, 6, 2, 0, 6, 1, 0) == 0  # the same buffers, counts that fit
     assert (out[:6] >= 0).all() and (out[:6] < 1).all() and (out[6] == -1).all()
