@@ -1,11 +1,18 @@
 """``python -m bench.speed``: the median time of one training step, every implementation side by side.
 
-    python -m bench.speed --device cpu --batch-size 1000 --time-steps 128 --repeats 7
+    python -m bench.speed --device cpu --batch-size 1000 --repeats 7
 
 One process, interleaved: each repeat times every implementation once, in a rotated
-order, so the drift of a shared machine hits them all alike. Ratios are to ``snn``.
-The floor is the work no implementation of this SNN can skip: drawing the T x B x 784
-masks, layer 1's forward matmul and its weight-gradient matmul.
+order, so the drift of a shared machine hits them all alike. Two workloads:
+
+- ``snn``, the 2018 design at T = 128: ffn, snn, snn-reference, snnTorch's and SpikingJelly's
+  versions of it (bench/peers.py) and its floor; ratios are to ``snn``.
+- ``lif``, the surrogate-gradient LIF at T = 25 (rate encoding): lif, lif-reference,
+  snntorch-lif, spikingjelly-lif and its floor; ratios are to ``lif``.
+
+``--time-steps`` sets T for both. A floor is the work no implementation of its workload can
+skip: drawing the T x B x 784 random numbers of the input, layer 1's forward matmul and its
+weight-gradient matmul.
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ from bench.devices import DeviceError, resolve_devices
 from bench.loop import training_step
 from bench.timing import synchronizer
 
-COLUMNS = ["implementation", "device", "batch_size", "time_steps", "median_seconds", "min_seconds", "max_seconds", "repeats"]
+COLUMNS = ["workload", "implementation", "device", "batch_size", "time_steps", "median_seconds", "min_seconds", "max_seconds",
+           "repeats"]  # fmt: skip
+WORKLOADS = {"snn": 128, "lif": 25}  # the base implementation of each workload and its default T
+LIF_MODELS = ("lif", "lif-reference", "snntorch-lif", "spikingjelly-lif")
 
 
 def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
@@ -55,12 +65,18 @@ def floor_step(x: torch.Tensor, time_steps: int, hidden: int = 100) -> Callable[
     return step
 
 
-def implementations(device: str, batch_size: int, time_steps: int) -> dict[str, Callable[[], None]]:
+def implementations(device: str, batch_size: int, time_steps: int, workload: str = "snn") -> dict[str, Callable[[], None]]:
+    """The timed steps of one workload ("snn" or "lif"), by implementation; the floor is "floor" or "floor (lif)"."""
     from bench.data import load
 
     data = load("mnist-mini", device=device).train
     reps = -(-batch_size // len(data))
     x, y = data.images.repeat(reps, 1, 1, 1)[:batch_size], data.labels.repeat(reps)[:batch_size]
+    if workload == "lif":
+        impls = {name: model_step(models.build(f"{name}:time_steps={time_steps}").to(device), x, y)
+                 for name in LIF_MODELS if name in models.available()}  # fmt: skip
+        impls["floor (lif)"] = floor_step(x, time_steps)
+        return impls
     impls = {"ffn": model_step(models.build("ffn").to(device), x, y)}
     for name in ("snn", "snn-reference"):
         impls[name] = model_step(models.build(f"{name}:time_steps={time_steps}").to(device), x, y)
@@ -87,30 +103,34 @@ def measure(impls: dict[str, Callable[[], None]], device: str, repeats: int, war
     return times
 
 
-def rows(times: dict[str, list[float]], device: str, batch_size: int, time_steps: int) -> list[dict]:
+def rows(times: dict[str, list[float]], device: str, batch_size: int, time_steps: int, workload: str = "snn") -> list[dict]:
     return [
-        {"implementation": name, "device": device, "batch_size": batch_size, "time_steps": time_steps,
+        {"workload": workload, "implementation": name, "device": device, "batch_size": batch_size, "time_steps": time_steps,
          "median_seconds": statistics.median(ts), "min_seconds": min(ts), "max_seconds": max(ts), "repeats": len(ts)}
         for name, ts in times.items()
     ]  # fmt: skip
 
 
 def table(result: list[dict]) -> str:
-    base = {r["device"]: r["median_seconds"] for r in result if r["implementation"] == "snn"}
+    """One line per row; the last column is the ratio to its workload's base implementation (snn or lif) on its device."""
+    base = {(r["workload"], r["device"]): r["median_seconds"] for r in result if r["implementation"] == r["workload"]}
     body = [
-        [r["implementation"], r["device"], r["median_seconds"], r["min_seconds"], r["max_seconds"],
-         r["median_seconds"] / base[r["device"]]]
+        [r["implementation"], r["device"], r["time_steps"], r["median_seconds"], r["min_seconds"], r["max_seconds"],
+         r["median_seconds"] / base[r["workload"], r["device"]], r["workload"]]
         for r in result
     ]  # fmt: skip
-    headers = ["implementation", "device", "median s/step", "min s", "max s", "x snn"]
-    return tabulate(body, headers=headers, floatfmt=("", "", ".4f", ".4f", ".4f", ".2f"))
+    headers = ["implementation", "device", "T", "median s/step", "min s", "max s", "x base", "base"]
+    return tabulate(body, headers=headers, floatfmt=("", "", "", ".4f", ".4f", ".4f", ".2f", ""))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     p.add_argument("--device", nargs="+", default=["cpu"], help="cpu, cuda, cuda:N, mps or all (default: cpu)")
     p.add_argument("--batch-size", type=positive(int), default=1000, help="(default: %(default)s)")
-    p.add_argument("--time-steps", type=positive(int), default=128, help="T of every SNN (default: %(default)s)")
+    p.add_argument("--time-steps", type=positive(int), default=None,
+                   help="T of every SNN (default: 128 for the snn workload, 25 for lif)")  # fmt: skip
+    p.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS),
+                   help="which workloads to time (default: snn lif)")  # fmt: skip
     p.add_argument("--repeats", type=positive(int), default=5, help="timed steps per implementation (default: %(default)s)")
     p.add_argument("--csv", default=None, help="also write the rows to this CSV file (default: none)")
     try:
@@ -123,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = []
     for device in devices:
-        impls = implementations(device, args.batch_size, args.time_steps)
-        print(f"timing {', '.join(impls)} on {device} ...", file=sys.stderr)
-        result += rows(measure(impls, device, args.repeats), device, args.batch_size, args.time_steps)
+        for workload in dict.fromkeys(args.workload):
+            steps = args.time_steps or WORKLOADS[workload]
+            impls = implementations(device, args.batch_size, steps, workload)
+            print(f"timing {', '.join(impls)} on {device} at T = {steps} ...", file=sys.stderr)
+            result += rows(measure(impls, device, args.repeats), device, args.batch_size, steps, workload)
     print(table(result))
     if args.csv:
         with open(args.csv, "w", newline="") as f:
