@@ -36,6 +36,12 @@ def supports(model: nn.Module) -> bool:
     return callable(getattr(model, "trace", None))
 
 
+def has_window(model: nn.Module) -> bool:
+    """Whether the window's definition applies: a model says no with ``gradient_window = False`` (the LIF models: their
+    surrogate gradient passes through every step, firing or not, so the gradient before a spike is not the spike's)."""
+    return supports(model) and getattr(model, "gradient_window", True)
+
+
 def _fixed_masks(device: torch.device):
     """Fork the generators the masks come from (the CPU's always, the device's when it has its own)."""
     if device.type == "cpu":

@@ -127,7 +127,8 @@ def train(
             if stop is not None and stop():
                 return
             arrays = analysis.neuron_activity(model, data.test, data.info.input_shape)
-            yield Analysis(key, done, arrays, analysis.window(model, data.test, info.delay))
+            window = analysis.window(model, data.test, info.delay) if analysis.has_window(model) else []
+            yield Analysis(key, done, arrays, window)
         yield Finished(key)
     except Stopped:
         return

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench import cli
+from bench import cli, schema
 from report import folder
 from report.folder import ReportError
 
@@ -62,7 +62,14 @@ def spiking_sections(results: Results, s: Section, out_dir: Path, prefix: str) -
     return [
         *activity.section(data),
         *neurons.section(mine, s.dataset, out_dir, prefix),
-        *window.section(mine.windows, s.dataset, mine.runs, out_dir, prefix),
+        *window.section(
+            mine.windows,
+            s.dataset,
+            mine.runs,
+            out_dir,
+            prefix,
+            list(dict.fromkeys(data.loc[data["kind"] == schema.SPIKING, "model"])),
+        ),
         *sweep.section(data, mine.runs, s.dataset, out_dir, prefix),
     ]
 

@@ -195,8 +195,22 @@ def _assumptions(costs: pd.DataFrame) -> str:
     shares = "; ".join(f"{r['model']} on {r['device']}: {r['effective_acs']:,.0f} per sample, "
                        f"{r['effective_acs'] / r['effective_ops']:.1%} of its effective operations"
                        for r in with_acs.to_dict("records"))  # fmt: skip
-    return text + (f"Accumulate-only operations (inputs in {{-1, 0, 1}}) were recorded for {shares}; only those are "
-                   f"priced as ACs, every other synaptic operation as a MAC.")  # fmt: skip
+    text += (f"Accumulate-only operations (inputs in {{-1, 0, 1}}) were recorded for {shares}; only those are "
+             f"priced as ACs, every other synaptic operation as a MAC. ")  # fmt: skip
+    return text + " ".join(_where_spikes_save(r) for r in with_acs.to_dict("records"))
+
+
+def _where_spikes_save(r: dict) -> str:
+    """Where a model's binary spikes save multiplies and where its graded inputs still need them."""
+    head = f"Where spikes save work in {r['model']}: its layers whose inputs are spikes accumulate only"
+    if not r["effective_macs"] > 0:
+        return head + "; it made no multiply at all."
+    encoding = dict(item.split("=", 1) for item in r["model"].partition(":")[2].split(",") if "=" in item).get("encoding")
+    why = {"direct": "layer 1 under direct encoding multiplies the analog pixels (once per sample: its current is the "
+                     "same at every step)",
+           "masks": "layer 1 under masks encoding multiplies the random masks times analog pixels at every step"}  # fmt: skip
+    return head + (f", but {r['effective_macs']:,.0f} MACs per sample remain where its inputs are graded"
+                   f"{': ' + why[encoding] if encoding in why else ''}.")  # fmt: skip
 
 
 def overhead(data: pd.DataFrame) -> str:
