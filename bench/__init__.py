@@ -1,4 +1,4 @@
 """snnbench: a spiking network against a feed-forward network, in accuracy and training cost."""
 
 # The one version: pyproject.toml reads it from here (dynamic), run.json records it.
-__version__ = "0.3.0"  # 0.3: run.json records each model's kind and layers and the whole training config
+__version__ = "0.4.0"  # 0.4: LIF models, --optimizer and its column; 0.3: run.json records kinds, layers, config

@@ -180,6 +180,7 @@ def listing() -> str:
         hints = typing.get_type_hints(cls.Config)
         keys = ", ".join(f"{f.name}={f.default!r} ({_type_name(hints[f.name])})" for f in dataclasses.fields(cls.Config))
         rows.append([name, where, info.kind, keys])
+    rows += [[name, "not available", "spiking", f"it {why}"] for name, why in sorted(models.UNAVAILABLE.items())]
     sets = []
     for name in datasets.available():
         known = datasets.DATASETS.get(name, (None, None))[1]
@@ -191,6 +192,7 @@ def listing() -> str:
         sets.append([name, where, shape])
     return "\n\n".join([
         tabulate(rows, headers=["model", "from", "kind", "config keys (default, type)"], maxcolwidths=[None, 30, None, 80]),
+        *models.NOTES.values(),
         tabulate(sets, headers=["dataset", "from", "input, classes"]),
         "A model can also be named as package.module:ClassName[:key=value,...], a dataset as package.module:function.",
     ])  # fmt: skip

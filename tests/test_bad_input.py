@@ -42,7 +42,7 @@ SMALL += ["--no-report"]
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--models", "lstm"], "unknown model 'lstm'; known: ffn, snn"),
+        (["--models", "lstm"], "unknown model 'lstm'; known: ffn, lif, lif-reference, snn"),
         (["--models", "snn:colour=red"], "unknown key 'colour' for model snn; valid keys: hidden, time_steps"),
         (["--dataset", "cifar"], "unknown dataset 'cifar'; choose from fashion-mnist, mnist, mnist-mini"),
         (["--device", "tpu"], "unknown device 'tpu'; use cpu, cuda, cuda:N, mps or all"),
