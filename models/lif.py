@@ -45,14 +45,17 @@ class LIFRecurrence(torch.autograd.Function):
         held, beta, threshold, zero, surrogate, sharpness, out = ctx.args
         g = surrogate_grad(u - threshold, surrogate, sharpness, inplace=True).mul_(grad_out) if out == "spikes" else grad_out
         grad = torch.empty_like(g)  # dL/dU_t
-        grad[-1] = g[-1]
         if zero:
+            grad[-1] = g[-1]
             carry = (u <= threshold).to(u.dtype).mul_(beta)  # dU_{t+1}/dU_t
             for t in range(len(g) - 2, -1, -1):
                 torch.addcmul(g[t], carry[t], grad[t + 1], out=grad[t])
-        else:
-            for t in range(len(g) - 2, -1, -1):
-                torch.add(g[t], grad[t + 1], alpha=beta, out=grad[t])
+        else:  # a constant coefficient: dL/dU_t = sum over s >= t of beta^(s-t) g_s, one (T x T) @ (T x B N) GEMM
+            T = len(g)
+            k = torch.arange(T, device=g.device)
+            powers = torch.tensor(beta, dtype=torch.float64, device=g.device) ** (k[None, :] - k[:, None]).clamp_min(0)
+            decay = torch.where(k[None, :] >= k[:, None], powers, 0.0).to(g.dtype)  # decay[t, s] = beta^(s-t), s >= t
+            torch.mm(decay, g.reshape(T, -1), out=grad.view(T, -1))
         return (grad.sum(0) if held else grad), None, None, None, None, None, None, None
 
 
