@@ -100,9 +100,10 @@ def section(data: pd.DataFrame) -> list[str]:
     if recorded(data, activity_columns(data)):
         lines += [
             "Neuron activity on the test set after each training's final epoch, mean over seeds. A neuron *fires* when "
-            "its output is > 0: for SNN-like models a spiking layer's graded output at one time step (rates are over "
-            "neuron x sample x time step); for FFN models a hidden ReLU output > 0 (layer 1 is the hidden layer; an FFN "
-            "has no second nonlinearity: -). *Silent*: share of the layer's neurons that never fired on any test sample. "
+            "its output is > 0: for SNN-like models a spiking layer's output at one time step (graded in the 2018 SNN, "
+            "a 0/1 spike in a LIF; rates are over neuron x sample x time step); for FFN models a hidden ReLU output > 0 "
+            "(layer 1 is the hidden layer; an FFN has no second nonlinearity: -). *Silent*: share of the layer's neurons "
+            "that never fired on any test sample. "
             "*Activation sparsity*: zero outputs over every nonlinearity together (NeuroBench).", "",
             activity_table(data), "",
         ]  # fmt: skip

@@ -121,8 +121,9 @@ def section(results: Results, dataset: str, out_dir: Path, prefix: str | None = 
     lines = [
         "### Neuron activity", "",
         "One test digit through each SNN-like model after training (the lowest seed with an activity file). Heatmaps: "
-        "each neuron's inner state v (blue below 0, red above) and graded output o at every time step, for layer 1 "
-        "(hidden) and layer 2 (output). Traces: of the layer-1 neurons that fire, the one whose count of steps with "
+        "each neuron's inner state v (blue below 0, red above) and output o (graded in the 2018 SNN, 0/1 spikes in a "
+        "LIF) at every time step, for layer 1 (hidden) and layer 2 (output). Traces: of the layer-1 neurons that fire, "
+        "the one whose count of steps with "
         "output > 0 is closest to a quarter of the steps (it integrates, fires and resets; the busiest fire at every "
         f"step){traces}", "",
     ]  # fmt: skip
