@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from bench.cli import fraction_below_one, nonnegative_int, one_of, positive
+from bench.precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "adam")
 SGD_MOMENTUM = 0.5  # the 2018 notebook's
@@ -46,6 +47,9 @@ class TrainConfig:
                                      shown="no cap")  # fmt: skip
     validation: int = option(0, "--validation", "training samples held out, stratified by class, evaluated after "
                              "every epoch and never trained on (0: none, the 2018 protocol)", nonnegative_int)  # fmt: skip
+    precision: str = option("fp32", "--precision", "fp32; bf16: the synaptic matmuls in bfloat16 (autocast), neuron "
+                            "state and weights in float32; fp16: float16 matmuls with a gradient scaler, CUDA only",
+                            one_of(*PRECISIONS))  # fmt: skip
     # The 2018 notebook made a new optimizer each epoch: SGD's momentum buffer starts at zero again. Otherwise the
     # optimizer's state goes on, and checkpoints carry it. None: the optimizer's own way (sgd fresh, adam kept).
     fresh_optimizer: bool | None = None

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from bench.data import Split, batches, num_batches
 from bench.metrics import Counter, TimedCounter
+from bench.precision import autocast
 from bench.schema import DEFAULT_LAYERS
 from bench.timing import Stopwatch, synchronizer
 
@@ -41,26 +42,36 @@ class EpochStats:
     metrics: dict[str, float] = field(default_factory=dict)  # bench.metrics.COLUMNS of an evaluation, when counted
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor):
-    """One optimizer step on the batch mean of the cross-entropy. Returns (summed loss, logits), detached."""
-    logits = model(x)
-    loss = F.cross_entropy(logits, y, reduction="sum")
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  precision: str = "fp32", scaler=None):  # fmt: skip
+    """One optimizer step on the batch mean of the cross-entropy, the forward pass at ``precision`` (bench/precision.py;
+    fp16 with its gradient ``scaler``). Returns (summed loss, logits), detached; the loss in float32."""
+    with autocast(precision, x.device.type):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, reduction="sum")
     optimizer.zero_grad(set_to_none=True)
-    (loss / len(y)).backward()
-    optimizer.step()
+    if scaler is None:
+        (loss / len(y)).backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss / len(y)).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach(), logits.detach()
 
 
-def inference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, counter: Counter | None = None):
-    """Forward only. Returns (summed loss, logits). With a ``counter``, the model's ``activity`` pass (the same
-    logits and random draws) feeds it the batch's firing and synaptic operations."""
-    if counter is None:
-        logits = model(x)
-    else:
-        activity = model.activity(x)
-        counter.add(activity)
-        logits = activity.logits
-    return F.cross_entropy(logits, y, reduction="sum"), logits
+def inference_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, counter: Counter | None = None,
+                   precision: str = "fp32"):  # fmt: skip
+    """Forward only, at ``precision``. Returns (summed loss, logits). With a ``counter``, the model's ``activity`` pass
+    (the same logits and random draws) feeds it the batch's firing and synaptic operations."""
+    with autocast(precision, x.device.type):
+        if counter is None:
+            logits = model(x)
+        else:
+            activity = model.activity(x)
+            counter.add(activity)
+            logits = activity.logits
+    return F.cross_entropy(logits.float(), y, reduction="sum"), logits
 
 
 def _sums(pairs: Iterator[tuple[torch.Tensor, torch.Tensor]], step: Callable, stop: StopCheck = None):
@@ -91,12 +102,14 @@ def train_epoch(
     max_batches: int | None = None,
     desc: str = "train",
     stop: StopCheck = None,
+    precision: str = "fp32",
+    scaler=None,
 ) -> EpochStats:
     """One pass over shuffled ``split``; the clock runs from the first batch to the last step, device synced."""
     model.train()
     pairs = _progress(batches(split, batch_size, generator, max_batches), num_batches(len(split), batch_size, max_batches), desc)
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(pairs, lambda x, y: training_step(model, optimizer, x, y), stop)
+        loss_sum, correct, n = _sums(pairs, lambda x, y: training_step(model, optimizer, x, y, precision, scaler), stop)
     return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
 
 
@@ -110,6 +123,7 @@ def evaluate(
     metrics: bool = False,
     layers: tuple[str, ...] = DEFAULT_LAYERS,
     stop: StopCheck = None,
+    precision: str = "fp32",
 ) -> EpochStats:
     """Mean loss per sample and accuracy over ``split`` in order; with ``metrics`` (and a model that has
     ``activity``), the activity and cost columns of bench.metrics for the model's ``layers`` too. Their
@@ -118,7 +132,7 @@ def evaluate(
     pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
     counter = TimedCounter(split.labels.device, layers) if metrics and hasattr(model, "activity") else None
     with Stopwatch(synchronizer(split.labels.device)) as sw:
-        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter), stop)
+        loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter, precision), stop)
         values = counter.values() if counter else {}
     return EpochStats(loss_sum / n, correct / n, n, sw.seconds, values)
 

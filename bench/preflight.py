@@ -20,6 +20,7 @@ from bench import contract
 from bench import data as datasets
 from bench.cli import Parser, UsageError, positive
 from bench.devices import DeviceError, resolve_devices
+from bench.precision import problem as precision_problem
 from bench.record import check_unchanged, read_run, recorded_args, to_argv
 
 
@@ -112,6 +113,8 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
             datasets.check_fits(spec.label, spec.config, args.dataset, args.data_dir, spec.info.min_time_steps)
     except (models.SpecError, DeviceError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    if why := precision_problem(args.config.precision, args.devices):
+        raise UsageError(why)
     labels = [s.label for s in args.specs]
     if len(set(labels)) != len(labels):
         raise UsageError(f"the same model is given twice: {', '.join(labels)}")

@@ -44,18 +44,26 @@ def metric_columns(layers: Iterable[str] = DEFAULT_LAYERS) -> list[str]:
 METRIC_COLUMNS = metric_columns()
 COLUMNS = BASE_COLUMNS + METRIC_COLUMNS  # the header 0.2 and 0.3 wrote for two-layer models; a new run's: header()
 INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
-STR_COLUMNS = {"run_id", "dataset", "model", "device", "optimizer"}
+STR_COLUMNS = {"run_id", "dataset", "model", "device", "optimizer", "precision"}
 
 
 # After the base columns: the optimizer (--optimizer) in every new run's file; a grid over learning-rate scales and a
 # validation split add theirs only to the runs that use them. snnbench 0.2 and 0.3 wrote none of them (COLUMNS).
 # Absent: sgd (every run before there was a choice), scale 1, no validation.
-OPTIMIZER_COLUMNS = ["optimizer"]  # sgd or adam (bench.config.OPTIMIZERS)
+# Since 0.4 also the precision (--precision) and the epoch's peak memory (absent: fp32, not measured).
+OPTIMIZER_COLUMNS = ["optimizer", "precision", "peak_memory_mib"]  # sgd or adam; fp32, bf16 or fp16; MiB (NaN: unknown)
 GRID_COLUMNS = ["lr_scale"]  # what the training's --lr schedule was multiplied by
 VALIDATION_COLUMNS = ["val_loss", "val_accuracy"]  # on the held-out training samples (--validation), after each epoch
 OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
-NUMERIC_OPTIONAL_COLUMNS = GRID_COLUMNS + VALIDATION_COLUMNS
+NUMERIC_OPTIONAL_COLUMNS = ["peak_memory_mib"] + GRID_COLUMNS + VALIDATION_COLUMNS
 DEFAULT_OPTIMIZER = "sgd"  # of a row or a run.json without one
+DEFAULT_PRECISION = "fp32"  # of a row or a run.json without one: every run before --precision
+
+
+def is_measured(column: str) -> bool:
+    """Seconds, rates and memory: measured by the clock or the memory counter, so they differ between two runs of one
+    deterministic training (every other column repeats)."""
+    return column.endswith("_seconds") or column.endswith("_per_second") or column == "peak_memory_mib"
 
 
 def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False) -> list[str]:

@@ -12,13 +12,18 @@ order, so the drift of a shared machine hits them all alike. Two workloads:
 
 ``--time-steps`` sets T for both. A floor is the work no implementation of its workload can
 skip: drawing the T x B x 784 random numbers of the input, layer 1's forward matmul and its
-weight-gradient matmul.
+weight-gradient matmul. ``--precision fp32 bf16`` gives a row per implementation and precision
+(the floor's matmuls and input at that precision too). The peak-memory column is the memory one
+training step needs: each implementation's step in a child process of its own (bench.precision's
+PeakMemory: the peak resident set on a CPU, the allocator's peak on CUDA, above what was held before).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -29,32 +34,38 @@ from tabulate import tabulate
 
 import models
 from bench import peers
-from bench.cli import Parser, UsageError, positive
+from bench import precision as amp
+from bench.cli import Parser, UsageError, one_of, positive
 from bench.config import TrainConfig
 from bench.devices import DeviceError, resolve_devices
 from bench.loop import training_step
 from bench.timing import synchronizer
 
-COLUMNS = ["workload", "implementation", "device", "batch_size", "time_steps", "median_seconds", "min_seconds", "max_seconds",
-           "repeats"]  # fmt: skip
+COLUMNS = ["workload", "implementation", "precision", "device", "batch_size", "time_steps", "median_seconds", "min_seconds",
+           "max_seconds", "repeats", "peak_mib"]  # fmt: skip
 WORKLOADS = {"snn": 128, "lif": 25}  # the base implementation of each workload and its default T
 LIF_MODELS = ("lif", "lif-reference", "snntorch-lif", "spikingjelly-lif")
+FLOORS = {"snn": "floor", "lif": "floor (lif)"}
 
 
-def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    """The training loop's own step (forward, backward, the default config's optimizer), bound to one batch."""
+def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> Callable[[], None]:
+    """The training loop's own step (forward, backward, the default config's optimizer) at ``precision``, bound to one
+    batch."""
     optimizer = TrainConfig().make_optimizer(model.parameters(), lr=0.01)
-    return lambda: training_step(model, optimizer, x, y)
+    scaler = amp.scaler(precision, str(x.device))
+    return lambda: training_step(model, optimizer, x, y, precision, scaler)
 
 
-def floor_step(x: torch.Tensor, time_steps: int, hidden: int = 100) -> Callable[[], None]:
-    """Masks + layer 1's forward GEMM + its weight-gradient GEMM, into reused buffers, nothing else."""
+def floor_step(x: torch.Tensor, time_steps: int, hidden: int = 100, precision: str = "fp32") -> Callable[[], None]:
+    """Masks + layer 1's forward GEMM + its weight-gradient GEMM, into reused buffers, nothing else; at bf16 or fp16
+    the masks are written in that dtype and both GEMMs run in it."""
     from models import masks as mask_rng
 
     x = x.flatten(1)
-    weight = torch.empty(hidden, x.shape[1], device=x.device).uniform_(-0.08, 0.08)
-    inputs = torch.empty(time_steps * x.shape[0], x.shape[1], device=x.device)
-    current = torch.empty(time_steps * x.shape[0], hidden, device=x.device)
+    dtype = amp.DTYPES.get(precision, torch.float32)
+    weight = torch.empty(hidden, x.shape[1], device=x.device).uniform_(-0.08, 0.08).to(dtype)
+    inputs = torch.empty(time_steps * x.shape[0], x.shape[1], device=x.device, dtype=dtype)
+    current = torch.empty(time_steps * x.shape[0], hidden, device=x.device, dtype=dtype)
     grad_weight = torch.empty_like(weight)
 
     def step() -> None:
@@ -65,25 +76,58 @@ def floor_step(x: torch.Tensor, time_steps: int, hidden: int = 100) -> Callable[
     return step
 
 
-def implementations(device: str, batch_size: int, time_steps: int, workload: str = "snn") -> dict[str, Callable[[], None]]:
-    """The timed steps of one workload ("snn" or "lif"), by implementation; the floor is "floor" or "floor (lif)"."""
+def names(workload: str) -> list[str]:
+    """The implementations of a workload, in the table's order (the library ones where their library is installed)."""
+    if workload == "lif":
+        return [n for n in LIF_MODELS if n in models.available()] + [FLOORS["lif"]]
+    return ["ffn", "snn", "snn-reference", FLOORS["snn"], *peers.installed()]
+
+
+def implementation(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> Callable[[], None]:
+    """One timed step: a model's training step, or a floor, on a batch of ``batch_size`` mnist-mini digits."""
     from bench.data import load
 
     data = load("mnist-mini", device=device).train
     reps = -(-batch_size // len(data))
     x, y = data.images.repeat(reps, 1, 1, 1)[:batch_size], data.labels.repeat(reps)[:batch_size]
-    if workload == "lif":
-        impls = {name: model_step(models.build(f"{name}:time_steps={time_steps}").to(device), x, y)
-                 for name in LIF_MODELS if name in models.available()}  # fmt: skip
-        impls["floor (lif)"] = floor_step(x, time_steps)
-        return impls
-    impls = {"ffn": model_step(models.build("ffn").to(device), x, y)}
-    for name in ("snn", "snn-reference"):
-        impls[name] = model_step(models.build(f"{name}:time_steps={time_steps}").to(device), x, y)
-    impls["floor"] = floor_step(x, time_steps)
-    for name in peers.installed():
-        impls[name] = model_step(peers.build(name, time_steps).to(device), x, y)
-    return impls
+    if name in FLOORS.values():
+        return floor_step(x, time_steps, precision=precision)
+    if name in peers.PEERS:
+        return model_step(peers.build(name, time_steps).to(device), x, y, precision)
+    spec = "ffn" if name == "ffn" else f"{name}:time_steps={time_steps}"
+    return model_step(models.build(spec).to(device), x, y, precision)
+
+
+def implementations(device: str, batch_size: int, time_steps: int, workload: str = "snn",
+                    precisions: tuple[str, ...] = ("fp32",)) -> dict[tuple[str, str], Callable[[], None]]:  # fmt: skip
+    """The timed steps of one workload ("snn" or "lif"), by (implementation, precision)."""
+    return {(name, p): implementation(name, device, batch_size, time_steps, p) for p in precisions for name in names(workload)}
+
+
+def peak_step_mib(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> float:
+    """The memory one training step of ``name`` needs, in MiB: measured in a child process of its own that loads the
+    data, then inside bench.precision.PeakMemory builds the model or floor and runs two steps (CPU: the peak resident
+    set above the one before the build; CUDA: the allocator's peak above what was allocated before it). Buffers an
+    implementation keeps between steps (snn's masked input) count; the data does not. NaN where it cannot be
+    measured."""
+    code = ("import sys; from bench import speed; "
+            f"print(speed._child_peak({name!r}, {device!r}, {batch_size}, {time_steps}, {precision!r}))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    try:
+        return float(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return math.nan
+
+
+def _child_peak(name: str, device: str, batch_size: int, time_steps: int, precision: str) -> float:
+    from bench.data import load
+
+    load("mnist-mini", device=device)  # the data (cached) before the baseline: every implementation shares it
+    with amp.PeakMemory(device) as peak:
+        step = implementation(name, device, batch_size, time_steps, precision)
+        step()  # the first step allocates the buffers that an implementation keeps between steps: they count
+        step()
+    return peak.mib - peak.baseline_mib
 
 
 def measure(impls: dict[str, Callable[[], None]], device: str, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
@@ -103,24 +147,31 @@ def measure(impls: dict[str, Callable[[], None]], device: str, repeats: int, war
     return times
 
 
-def rows(times: dict[str, list[float]], device: str, batch_size: int, time_steps: int, workload: str = "snn") -> list[dict]:
+def rows(times: dict[tuple[str, str], list[float]], device: str, batch_size: int, time_steps: int,
+         workload: str = "snn") -> list[dict]:  # fmt: skip
     return [
-        {"workload": workload, "implementation": name, "device": device, "batch_size": batch_size, "time_steps": time_steps,
-         "median_seconds": statistics.median(ts), "min_seconds": min(ts), "max_seconds": max(ts), "repeats": len(ts)}
-        for name, ts in times.items()
+        {"workload": workload, "implementation": name, "precision": precision, "device": device,
+         "batch_size": batch_size, "time_steps": time_steps, "median_seconds": statistics.median(ts), "min_seconds": min(ts),
+         "max_seconds": max(ts), "repeats": len(ts), "peak_mib": math.nan}
+        for (name, precision), ts in times.items()
     ]  # fmt: skip
 
 
 def table(result: list[dict]) -> str:
-    """One line per row; the last column is the ratio to its workload's base implementation (snn or lif) on its device."""
-    base = {(r["workload"], r["device"]): r["median_seconds"] for r in result if r["implementation"] == r["workload"]}
+    """One line per row; ``x base`` is the ratio to its workload's base implementation (snn or lif) on its device at the
+    first precision timed (fp32 unless not asked for), so that the precisions compare in one column."""
+    base = {}
+    for r in result:
+        if r["implementation"] == r["workload"]:
+            base.setdefault((r["workload"], r["device"]), r["median_seconds"])
     body = [
-        [r["implementation"], r["device"], r["time_steps"], r["median_seconds"], r["min_seconds"], r["max_seconds"],
-         r["median_seconds"] / base[r["workload"], r["device"]], r["workload"]]
+        [r["implementation"], r["precision"], r["device"], r["time_steps"], r["median_seconds"], r["min_seconds"],
+         r["max_seconds"], r["median_seconds"] / base[r["workload"], r["device"]], r["workload"], r["peak_mib"]]
         for r in result
     ]  # fmt: skip
-    headers = ["implementation", "device", "T", "median s/step", "min s", "max s", "x base", "base"]
-    return tabulate(body, headers=headers, floatfmt=("", "", "", ".4f", ".4f", ".4f", ".2f", ""))
+    headers = ["implementation", "precision", "device", "T", "median s/step", "min s", "max s", "x base", "base",
+               "peak MiB/step"]  # fmt: skip
+    return tabulate(body, headers=headers, floatfmt=("", "", "", "", ".4f", ".4f", ".4f", ".2f", "", ".0f"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,13 +182,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="T of every SNN (default: 128 for the snn workload, 25 for lif)")  # fmt: skip
     p.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS),
                    help="which workloads to time (default: snn lif)")  # fmt: skip
+    p.add_argument("--precision", nargs="+", type=one_of(*amp.PRECISIONS), default=["fp32"],
+                   help="one row per implementation and precision: fp32, bf16, fp16 (CUDA only) (default: fp32)")  # fmt: skip
     p.add_argument("--repeats", type=positive(int), default=5, help="timed steps per implementation (default: %(default)s)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-memory column (each implementation's step in a child process of its own)")  # fmt: skip
     p.add_argument("--csv", default=None, help="also write the rows to this CSV file (default: none)")
     try:
         args = p.parse_args(argv)
         devices = resolve_devices(args.device)
         if args.csv and not Path(args.csv).resolve().parent.is_dir():
             raise UsageError(f"--csv: folder {Path(args.csv).parent} does not exist")
+        precisions = tuple(dict.fromkeys(args.precision))
+        for precision in precisions:
+            if why := amp.problem(precision, devices):
+                raise UsageError(why)
     except (UsageError, DeviceError) as exc:
         print(f"bench.speed: error: {exc}", file=sys.stderr)
         return 2
@@ -145,9 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         for workload in dict.fromkeys(args.workload):
             steps = args.time_steps or WORKLOADS[workload]
-            impls = implementations(device, args.batch_size, steps, workload)
-            print(f"timing {', '.join(impls)} on {device} at T = {steps} ...", file=sys.stderr)
-            result += rows(measure(impls, device, args.repeats), device, args.batch_size, steps, workload)
+            impls = implementations(device, args.batch_size, steps, workload, precisions)
+            print(f"timing {', '.join(names(workload))} at {', '.join(precisions)} on {device}, T = {steps} ...",
+                  file=sys.stderr)  # fmt: skip
+            found = rows(measure(impls, device, args.repeats), device, args.batch_size, steps, workload)
+            del impls  # their buffers: the memory children get the machine's memory to themselves
+            for row in found if not args.no_memory else []:
+                row["peak_mib"] = peak_step_mib(row["implementation"], device, args.batch_size, steps, row["precision"])
+            result += found
     print(table(result))
     if args.csv:
         with open(args.csv, "w", newline="") as f:

@@ -30,6 +30,7 @@ import torch
 
 from bench import analysis
 from bench import data as datasets
+from bench import precision as amp
 from bench.checkpoint import Checkpoints
 from bench.config import TrainConfig
 from bench.loop import Diverged, Stopped, evaluate, seed_everything, train_epoch
@@ -106,19 +107,24 @@ def train(
         if optimizer_state is not None and not config.fresh_optimizer:
             optimizer = config.optimizer_for(done + 1, model.parameters(), None)
             optimizer.load_state_dict(optimizer_state)
+        scaler, precision = amp.scaler(config.precision, task.device), config.precision
         for epoch in range(done + 1, config.epochs + 1):
             optimizer = config.optimizer_for(epoch, model.parameters(), optimizer)
             tag = f"{key.describe()} epoch {epoch}/{config.epochs}"
-            train_stats = train_epoch(model, training, optimizer, config.batch_size, shuffle, config.max_batches, tag, stop)
-            if not math.isfinite(train_stats.loss):
-                raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
-            test_stats = evaluate(model, data.test, config.batch_size, config.max_batches, tag + " test", task.metrics,
-                                  info.layers, stop)  # fmt: skip
+            with amp.PeakMemory(task.device) as peak:  # the epoch's training and test passes
+                train_stats = train_epoch(model, training, optimizer, config.batch_size, shuffle, config.max_batches, tag,
+                                          stop, precision, scaler)  # fmt: skip
+                if not math.isfinite(train_stats.loss):
+                    raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
+                test_stats = evaluate(model, data.test, config.batch_size, config.max_batches, tag + " test",
+                                      task.metrics, info.layers, stop, precision)  # fmt: skip
             if not math.isfinite(test_stats.loss):
                 raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {config.lr(epoch)})")
             row = _row(task, epoch, config.lr(epoch), train_stats, test_stats)
+            row["peak_memory_mib"] = peak.mib
             if held_out is not None:  # never trained on; no metrics, and not in eval_seconds (the test pass's time)
-                val = evaluate(model, held_out, config.batch_size, config.max_batches, tag + " validation", stop=stop)
+                val = evaluate(model, held_out, config.batch_size, config.max_batches, tag + " validation", stop=stop,
+                               precision=precision)  # fmt: skip
                 row.update(val_loss=val.loss, val_accuracy=val.accuracy)
             checkpoints.save(key, epoch, row, model, optimizer, shuffle)  # before the row: see bench/run.py
             yield Epoch(key, epoch, row)
@@ -141,7 +147,8 @@ def train(
 def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
     return {
         "run_id": task.run_id, "dataset": task.dataset, "model": task.model.label, "device": task.device,
-        "seed": task.seed, "optimizer": task.config.optimizer, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr,
+        "seed": task.seed, "optimizer": task.config.optimizer,
+        "precision": task.config.precision, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr,
         "train_loss": tr.loss, "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy,
         "train_seconds": tr.seconds, "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,

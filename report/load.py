@@ -23,7 +23,7 @@ from report import pooling
 from report.folder import ReportError
 
 # what the report needs from each row; run_id falls back to the folder name when absent
-STRINGS = ["run_id", "model", "optimizer"]  # read as text whatever they look like
+STRINGS = ["run_id", "model", "optimizer", "precision"]  # read as text whatever they look like
 REQUIRED = ["dataset", "model", "device", "seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 NUMERIC = ["seed", "epoch", "train_loss", "test_accuracy", "train_seconds", "train_samples"]
 TRAINING = ["dataset", "device", "model", "run_id", "seed", "lr_scale"]  # one seeded training: the unit of replication
@@ -110,8 +110,9 @@ def load(paths: list[str | Path]) -> Results:
         frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
         frame["spec"], frame["model"] = frame["model"], pooling.labels(frame["model"], frame["lr_scale"])
         # run.json's schedule, with the optimizer each row names: two optimizers never share a label, run.json or not
-        labels = {o: pooling.schedule_label(meta.get("schedule"), o) for o in frame["optimizer"].unique()}
-        frame["schedule"], frame["source"] = frame["optimizer"].map(labels), source  # source: for drop_duplicates
+        pairs = list(zip(frame["optimizer"], frame["precision"]))
+        labels = {pair: pooling.schedule_label(meta.get("schedule"), *pair) for pair in dict.fromkeys(pairs)}
+        frame["schedule"], frame["source"] = [labels[pair] for pair in pairs], source  # source: for drop_duplicates
         # the run's window and activity files: its one label (rows of several optimizers in one file are hand-made)
         schedule = next(iter(labels.values())) if len(labels) == 1 else pooling.schedule_label(meta.get("schedule"))
         runs.append(meta)
@@ -156,6 +157,8 @@ def read_csv(path: Path) -> pd.DataFrame:
     frame["lr_scale"] = frame["lr_scale"].fillna(1.0) if "lr_scale" in frame.columns else 1.0
     optimizer = frame["optimizer"] if "optimizer" in frame.columns else pd.Series(index=frame.index, dtype=object)
     frame["optimizer"] = optimizer.fillna(schema.DEFAULT_OPTIMIZER).astype(str)  # absent or empty: before the choice
+    precision = frame["precision"] if "precision" in frame.columns else pd.Series(index=frame.index, dtype=object)
+    frame["precision"] = precision.fillna(schema.DEFAULT_PRECISION).astype(str)  # likewise
     for column in schema.VALIDATION_COLUMNS:
         if column not in frame.columns:
             frame[column] = np.nan

@@ -218,6 +218,7 @@ def _status(meta: dict) -> str:
 
 def _schedule(s: dict) -> dict:
     return {"epochs": s.get("epochs", "?"), "lr": " ".join(map(str, s.get("lrs", []))), "optimizer": _optimizer(s),
+            "precision": s.get("precision", schema.DEFAULT_PRECISION),
             "batch": s.get("batch_size", "?"), "max batches": s.get("max_batches") or "all"}  # fmt: skip
 
 

@@ -32,6 +32,7 @@ _SHOWN = {  # run.json's schedule keys, in this order, as the label says them; o
     "optimizer": str,
     "fresh_optimizer": lambda v: "fresh optimizer each epoch" if v else "optimizer kept across epochs",
     "validation": lambda v: f"{v:,} training samples held out for validation",
+    "precision": lambda v: None if v == schema.DEFAULT_PRECISION else f"{v} matmuls",  # fp32: as before there was a choice
 }
 
 
@@ -56,17 +57,22 @@ def spec_of(text: str) -> str:
     return found.group(1) if found else text
 
 
-def schedule_label(recorded, optimizer: str | None = None) -> str:
+def schedule_label(recorded, optimizer: str | None = None, precision: str | None = None) -> str:
     """run.json's ``"schedule"`` as a short label that names every value, so two schedules share a label only when they
     agree: ``3 epochs, lr 0.1 0.05 0.01, momentum 0.5, batch 1000, all batches, sgd, fresh optimizer each epoch``.
 
     ``optimizer``: the one the rows name (epochs.csv has it since ``--optimizer``; sgd before). Where it is not the
     recorded one (sgd where run.json does not say, or has no schedule) the label names it, so that rows of two optimizers
-    never share a label, with or without run.json."""
+    never share a label, with or without run.json. ``precision`` likewise (fp32 before ``--precision``; the label names
+    only another one)."""
     values = schema.schedule(recorded) if isinstance(recorded, dict) else {}
     if optimizer is not None and optimizer != values.get("optimizer", schema.DEFAULT_OPTIMIZER):
         values["optimizer"] = optimizer
-    if not values.keys() - {"optimizer"}:
+    if precision is not None and precision != values.get("precision", schema.DEFAULT_PRECISION):
+        values["precision"] = precision
+    if values.get("precision") == schema.DEFAULT_PRECISION:
+        values.pop("precision")
+    if not values.keys() - {"optimizer", "precision"}:
         return ", ".join([UNKNOWN, *values.values()])
     if not values.get("validation"):  # 0: no split, as in runs from before there was one
         values.pop("validation", None)
@@ -75,8 +81,9 @@ def schedule_label(recorded, optimizer: str | None = None) -> str:
 
 
 def is_timing(column: str) -> bool:
-    """Seconds and rates measured by the clock: they differ between two runs of one deterministic training."""
-    return column.endswith("_seconds") or column.endswith("_per_second")
+    """Measured by the clock or the memory counter (bench.schema.is_measured): they differ between two runs of one
+    deterministic training."""
+    return schema.is_measured(column)
 
 
 def drop_duplicates(epochs: pd.DataFrame, windows: pd.DataFrame, activity: list[dict]):

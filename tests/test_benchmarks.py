@@ -35,20 +35,21 @@ def batch(device):
     return x, torch.randint(0, 10, (BATCH,), device=device)
 
 
-def _info(benchmark, name, device, what):
-    benchmark.group = f"{name} {what}"
-    benchmark.extra_info.update(device=device, batch_size=BATCH, time_steps=TIME_STEPS, step=what)
+def _info(benchmark, name, device, what, precision="fp32"):
+    benchmark.group = f"{name} {what}" + (f" {precision}" if precision != "fp32" else "")  # a group per precision
+    benchmark.extra_info.update(device=device, batch_size=BATCH, time_steps=TIME_STEPS, step=what, precision=precision)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("name", models.available())
-def test_training_step(benchmark, name, device, batch):
+def test_training_step(benchmark, name, device, batch, precision):
     model = build(name, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
     sync = synchronizer(device)
-    _info(benchmark, name, device, "train")
+    _info(benchmark, name, device, "train", precision)
 
     def step():
-        out = training_step(model, optimizer, *batch)
+        out = training_step(model, optimizer, *batch, precision)
         sync()
         return out
 

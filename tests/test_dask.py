@@ -20,7 +20,7 @@ from bench.cli import UsageError  # noqa: E402
 from bench.run import main  # noqa: E402
 from bench.schema import TrainingKey, read_epochs  # noqa: E402
 
-TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
+TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib"}
 SMALL = ["--device", "cpu", "--dataset", "mnist-mini", "--max-batches", "2", "--batch-size", "100", "--threads", "1",
          "--no-report"]  # fmt: skip
 GRID = ["--models", "snn:time_steps=4", "ffn", "--seeds", "0", "1", "--epochs", "2", *SMALL]

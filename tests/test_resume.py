@@ -22,7 +22,7 @@ from bench.schema import BASE_COLUMNS as OLD_COLUMNS  # what snnbench 0.1 wrote
 from bench.schema import COLUMNS, csv_columns, read_epochs
 from bench.train import Epoch
 
-TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
+TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib"}
 SMALL = ["--device", "cpu", "--dataset", "mnist-mini", "--max-batches", "2", "--batch-size", "100", "--no-report"]
 
 

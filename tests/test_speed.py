@@ -10,34 +10,32 @@ from bench import peers, speed
 
 def test_speed_table_and_csv(tmp_path, capsys):
     out = tmp_path / "speed.csv"
-    assert speed.main(["--batch-size", "20", "--time-steps", "4", "--repeats", "2", "--csv", str(out)]) == 0
+    argv = ["--batch-size", "20", "--time-steps", "4", "--repeats", "2", "--precision", "fp32", "bf16", "--no-memory"]
+    assert speed.main([*argv, "--csv", str(out)]) == 0
     with open(out) as f:
         reader = csv.DictReader(f)
         rows = list(reader)
     assert reader.fieldnames == speed.COLUMNS
     lif = [n for n in speed.LIF_MODELS if n in models.available()]
-    assert [r["implementation"] for r in rows] == [
-        "ffn",
-        "snn",
-        "snn-reference",
-        "floor",
-        *peers.installed(),
-        *lif,
-        "floor (lif)",
+    snn_names, lif_names = ["ffn", "snn", "snn-reference", "floor", *peers.installed()], [*lif, "floor (lif)"]
+    assert [(r["implementation"], r["precision"]) for r in rows] == [
+        *[(n, p) for p in ("fp32", "bf16") for n in snn_names],  # one row per implementation and precision, floor too
+        *[(n, p) for p in ("fp32", "bf16") for n in lif_names],
     ]
-    assert [r["workload"] for r in rows] == ["snn"] * (4 + len(peers.installed())) + ["lif"] * (len(lif) + 1)
+    assert [r["workload"] for r in rows] == ["snn"] * 2 * len(snn_names) + ["lif"] * 2 * len(lif_names)
     for r in rows:
         assert r["device"] == "cpu" and r["batch_size"] == "20" and r["time_steps"] == "4" and r["repeats"] == "2"
         assert 0 < float(r["min_seconds"]) <= float(r["median_seconds"]) <= float(r["max_seconds"])
+        assert r["peak_mib"] == "nan"  # --no-memory
     table = capsys.readouterr().out
-    for base in ("snn", "lif"):  # ratios are to each workload's own base
-        line = next(line for line in table.splitlines() if line.startswith(f"{base} "))
-        assert line.split()[-2:] == ["1.00", base]
+    for base in ("snn", "lif"):  # ratios are to each workload's own base, at fp32
+        line = next(line for line in table.splitlines() if line.startswith(f"{base} ") and " fp32 " in line)
+        assert line.split()[-3:] == ["1.00", base, "nan"]
 
 
 def test_each_workload_has_its_own_default_time_steps(tmp_path):
     out = tmp_path / "speed.csv"
-    assert speed.main(["--batch-size", "4", "--repeats", "1", "--workload", "lif", "--csv", str(out)]) == 0
+    assert speed.main(["--batch-size", "4", "--repeats", "1", "--workload", "lif", "--no-memory", "--csv", str(out)]) == 0
     with open(out) as f:
         rows = list(csv.DictReader(f))
     assert {r["time_steps"] for r in rows} == {"25"} and {r["workload"] for r in rows} == {"lif"}
@@ -52,6 +50,12 @@ def test_measure_interleaves_and_rotates():
 
 
 def test_bad_input_is_one_line_exit_2(tmp_path):
-    for args in (["--repeats", "0"], ["--device", "tpu"], ["--csv", str(tmp_path / "nowhere" / "x.csv")], ["--workload", "x"]):
+    for args in (
+        ["--repeats", "0"],
+        ["--device", "tpu"],
+        ["--csv", str(tmp_path / "nowhere" / "x.csv")],
+        ["--workload", "x"],
+        ["--precision", "fp16"],
+    ):
         proc = subprocess.run([sys.executable, "-m", "bench.speed", *args], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

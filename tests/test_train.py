@@ -23,7 +23,7 @@ def files(folder):
 
 def numbers(events):
     """The rows of the Epoch events without their timings."""
-    timing = {"train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds"}
+    timing = {"train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib"}
     return [{k: None if v != v else v for k, v in e.row.items() if k not in timing} for e in events if isinstance(e, Epoch)]
 
 
