@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models import fused
 from models import masks as mask_rng
 from models.activity import Activity
 from models.lif_reference import LIFReference, check_draws, encode, intensity, surrogate_grad
@@ -28,21 +29,35 @@ class LIFRecurrence(torch.autograd.Function):
         dL/dU_t = g_t + dU_{t+1}/dU_t dL/dU_{t+1},   g_t = dL/dS_t surrogate'(U_t - threshold)   (``out="spikes"``)
                                                      g_t = dL/dU_t from the caller                 (``out="membrane"``)
     and dL/dI_t = dL/dU_t (summed over t for a held current).
+
+    On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c); elsewhere,
+    or without a compiler, the torch code here (``simulate_torch`` and ``backward_torch``), the tests' reference.
     """
 
     @staticmethod
     def forward(ctx, current, steps: int, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
                 out: str):  # fmt: skip
         held = current.dim() == 2
-        u = simulate(current, steps, beta, threshold, zero)
+        done = fused.lif_forward(current, steps, beta, threshold, zero, spikes=out == "spikes")
+        u, spikes = done if done is not None else (simulate_torch(current, steps, beta, threshold, zero), None)
         ctx.save_for_backward(u)
         ctx.args = (held, beta, threshold, zero, surrogate, sharpness, out)
-        return u if out == "membrane" else torch.gt(u, threshold, out=torch.empty_like(u))  # spikes, 1.0 or 0.0
+        if out == "membrane":
+            return u
+        return spikes if spikes is not None else torch.gt(u, threshold, out=torch.empty_like(u))  # spikes, 1.0 or 0.0
 
     @staticmethod
     def backward(ctx, grad_out):
         (u,) = ctx.saved_tensors
-        held, beta, threshold, zero, surrogate, sharpness, out = ctx.args
+        grad = fused.lif_backward(u, grad_out, *ctx.args)
+        if grad is None:
+            grad = LIFRecurrence.backward_torch(u, grad_out, *ctx.args)
+        return grad, None, None, None, None, None, None, None
+
+    @staticmethod
+    def backward_torch(u, grad_out, held: bool, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
+                       out: str):  # fmt: skip
+        """dL/dI from the membranes and dL/d(out), in torch (the C kernel's fallback and reference)."""
         g = surrogate_grad(u - threshold, surrogate, sharpness, inplace=True).mul_(grad_out) if out == "spikes" else grad_out
         grad = torch.empty_like(g)  # dL/dU_t
         if zero:
@@ -56,11 +71,18 @@ class LIFRecurrence(torch.autograd.Function):
             powers = torch.tensor(beta, dtype=torch.float64, device=g.device) ** (k[None, :] - k[:, None]).clamp_min(0)
             decay = torch.where(k[None, :] >= k[:, None], powers, 0.0).to(g.dtype)  # decay[t, s] = beta^(s-t), s >= t
             torch.mm(decay, g.reshape(T, -1), out=grad.view(T, -1))
-        return (grad.sum(0) if held else grad), None, None, None, None, None, None, None
+        return grad.sum(0) if held else grad
 
 
 def simulate(current: torch.Tensor, steps: int, beta: float, threshold: float, zero: bool) -> torch.Tensor:
-    """The membranes U_1..U_T (T, B, N) of ``LIFRecurrence``'s forward, in lif-reference's order of operations."""
+    """The membranes U_1..U_T (T, B, N) of ``LIFRecurrence``'s forward, in lif-reference's order of operations: by
+    the C kernel where it applies (float32 on the CPU), with bit-identical results; else ``simulate_torch``."""
+    done = fused.lif_forward(current, steps, beta, threshold, zero)
+    return done[0] if done is not None else simulate_torch(current, steps, beta, threshold, zero)
+
+
+def simulate_torch(current: torch.Tensor, steps: int, beta: float, threshold: float, zero: bool) -> torch.Tensor:
+    """``simulate`` one step at a time in torch: the fallback and the C kernel's reference."""
     held = current.dim() == 2
     u = current.new_empty(steps, *current.shape[-2:])
     fired = torch.zeros_like(u[0])  # R_{t-1}
@@ -106,9 +128,12 @@ class LIF(LIFReference):
         else:  # masks with a gradient to the input
             inputs = encode(c, x, mask_rng.uniform_(x.new_empty(T, *x.shape)))
         args = (T, c.beta, c.threshold, c.reset == "zero", c.surrogate, c.sharpness)
-        current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, self.fc1.weight, self.fc1.bias)
+        # .to(): under bf16 autocast the matmuls are bf16, the neuron state stays as the weights (fp32)
+        current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, self.fc1.weight, self.fc1.bias).to(
+            self.fc1.weight.dtype
+        )
         spikes1 = LIFRecurrence.apply(current1, *args, "spikes")  # (T, B, hidden)
-        current2 = F.linear(spikes1, self.fc2.weight, self.fc2.bias)  # all steps in one GEMM
+        current2 = F.linear(spikes1, self.fc2.weight, self.fc2.bias).to(self.fc2.weight.dtype)  # all steps in one GEMM
         if record:
             u2 = simulate(current2, *args[:3], c.reset == "zero")
             spikes2 = (u2 > c.threshold).to(u2.dtype)

@@ -18,76 +18,38 @@ under ``torch.manual_seed`` whatever the thread count.
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import subprocess
-import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+from models import native as _build
+from models.native import cpu_model as cpu_model  # bench.devices and run.json name the CPU from here
 
 CHUNKS = 8  # fixed, so the numbers drawn do not depend on how many threads fill them
 MIN_PARALLEL = 1 << 20  # below a million numbers one thread is quicker than handing out work
 SOURCE = Path(__file__).with_name("_masks.c")
 
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+
 _lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
 _native: object = None  # None: not tried yet; False: unavailable; else the C function
 
 
-def _executor() -> ThreadPoolExecutor:
-    global _pool
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads()), thread_name_prefix="masks")
-        return _pool
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``-march=native`` builds differ between CPUs, so the cache is kept per model)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
-def _compile() -> Path:
-    flags = ["-O3", "-march=native", "-shared", "-fPIC"]
-    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode() + cpu_model().encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "snnbench"
-    lib = cache / f"masks-{tag}.so"
-    if not lib.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
-        os.close(fd)
-        compiler = os.environ.get("CC", "cc")
-        subprocess.run([compiler, *flags, "-o", tmp, str(SOURCE)], check=True, capture_output=True, timeout=120)
-        os.replace(tmp, lib)  # atomic: two processes compiling at once both end with a whole file
-    return lib
+def _bind(lib: ctypes.CDLL):
+    fn = lib.masked_uniform
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64, ctypes.c_int]
+    fn.restype = ctypes.c_int  # -1: the row counts do not fit (nothing written)
+    return fn
 
 
 def native():
-    """The compiled ``masked_uniform`` function, or False where it cannot be built."""
+    """The compiled ``masked_uniform`` function, or False where it cannot be built (models/native.py: the build,
+    its cache and ``SNNBENCH_NATIVE=0``)."""
     global _native
     with _lock:
         if _native is None:
-            _native = False
-            if os.environ.get("SNNBENCH_NATIVE", "1") != "0":
-                try:
-                    fn = ctypes.CDLL(str(_compile())).masked_uniform
-                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64, ctypes.c_int]
-                    fn.restype = ctypes.c_int  # -1: the row counts do not fit (nothing written)
-                    _native = fn
-                except (OSError, subprocess.SubprocessError):
-                    pass
+            _native = _build.load(SOURCE, "masks", FLAGS, _bind)
         return _native
 
 
@@ -98,16 +60,8 @@ def generator_name(device: str | torch.device = "cpu") -> str:
     return "native splitmix64 (models/_masks.c)" if native() else f"torch, {CHUNKS} chunks on threads"
 
 
-def _split(rows: int) -> list[tuple[int, int]]:
-    parts = max(1, min(torch.get_num_threads(), rows))
-    cuts = [rows * i // parts for i in range(parts + 1)]
-    return list(zip(cuts[:-1], cuts[1:]))
-
-
-def _run(jobs) -> list:
-    if len(jobs) == 1:
-        return [jobs[0]()]
-    return list(_executor().map(lambda job: job(), jobs))
+_split = _build.split
+_run = _build.run
 
 
 def _check(out: torch.Tensor, x: torch.Tensor | None) -> None:
@@ -131,7 +85,7 @@ def _check(out: torch.Tensor, x: torch.Tensor | None) -> None:
         raise ValueError(f"masked_uniform_: x is on {x.device} but out is on {out.device}")
 
 
-def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int, spikes: bool = False) -> None:
+def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int, spikes: bool = False, first_row: int = 0) -> None:
     """``out`` (..., B, n) <- u * ``xs`` (rows_x, n) by the C kernel, which sees raw pointers and row counts
     only: it reads ``xs`` row ``r % rows_x`` for row ``r`` of ``out``. So each thing it assumes is checked here."""
     for name, t in (("out", out), ("x", xs)):
@@ -147,9 +101,14 @@ def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int, spikes: bool
             f"native mask kernel: x {tuple(xs.shape)} must be (rows_x, n) with n = {n} and rows_x dividing "
             f"the {rows} rows of out {tuple(out.shape)}"
         )
-    ptr, xptr = out.data_ptr(), xs.data_ptr()
-    codes = _run([lambda a=a, b=b: fn(ptr, xptr, n, rows, rows_x, a, b, key, int(spikes)) for a, b in _split(rows)])
-    if any(codes):
+    if first_row < 0 or first_row % rows_x:
+        raise ValueError(f"native mask kernel: first_row {first_row} must be a multiple >= 0 of x's {rows_x} rows")
+    # ``out`` holds rows first_row .. first_row + rows of a virtual (first_row + rows, n) tensor: the kernel writes row r
+    # at base + r n, so base is out's address less first_row rows (never written: the kernel writes [a, b) only)
+    ptr, xptr, total = out.data_ptr() - first_row * n * out.element_size(), xs.data_ptr(), first_row + rows
+    jobs = [lambda a=a, b=b: fn(ptr, xptr, n, total, rows_x, first_row + a, first_row + b, key, int(spikes))
+            for a, b in _split(rows)]  # fmt: skip
+    if any(_run(jobs)):
         raise ValueError(f"native mask kernel refused n={n}, rows={rows}, rows_x={rows_x}")
 
 
@@ -167,8 +126,7 @@ def masked_uniform_(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.T
     if fn:
         n = out.shape[-1]
         xs = (torch.ones(1, n) if x is None else x.detach()).to(torch.float32).contiguous()
-        key = int(torch.randint(0, 2**63 - 1, ()).item())  # from the global generator: seeded runs repeat
-        _fill_native(fn, out, xs, key)
+        _fill_native(fn, out, xs, draw_key())
         return out
     seeds = torch.randint(0, 2**62, (CHUNKS,)).tolist()
     chunks = out.view(-1).chunk(CHUNKS)
@@ -184,8 +142,24 @@ def bernoulli_(out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     if out.numel() < MIN_PARALLEL or not fn:
         u = masked_uniform_(out)
         return torch.lt(u, p, out=out)  # a float out: 1.0 where true
-    key = int(torch.randint(0, 2**63 - 1, ()).item())
-    _fill_native(fn, out, p.detach().to(torch.float32).contiguous(), key, spikes=True)
+    _fill_native(fn, out, p.detach().to(torch.float32).contiguous(), draw_key(), spikes=True)
+    return out
+
+
+def draw_key() -> int:
+    """A key of the counter-based generator, from the global generator: seeded runs repeat."""
+    return int(torch.randint(0, 2**63 - 1, ()).item())
+
+
+def masked_uniform_rows_(out: torch.Tensor, x: torch.Tensor, key: int, first_row: int) -> torch.Tensor:
+    """Fill ``out`` (..., B, n) with ``u * x`` where the u are rows ``first_row`` .. of the numbers of ``key``: exactly
+    those rows of a tensor that the C generator filled with ``key`` from row 0 (so a chunk of steps can be drawn
+    again, bit for bit). ``first_row`` is a multiple of B. The C generator only (``native()``); RuntimeError without."""
+    _check(out, x)
+    fn = native()
+    if not fn:
+        raise RuntimeError("masked_uniform_rows_ needs the C generator (models/_masks.c), which is not built here")
+    _fill_native(fn, out, x.detach().to(torch.float32).contiguous(), key, first_row=first_row)
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from models import fused, masked_linear
 from models import masks as mask_rng
 from models.activity import Activity
 from models.registry import register
@@ -32,6 +33,9 @@ class NeuronRecurrence(torch.autograd.Function):
         dL/dh_t = g_t dL/do_t + dv_t/dh_t (dL/dv_t + d dL/dh_{t+1})
     and dL/dI_t = dL/dh_t. Only the gates g_t are saved, as bool. ``keep`` says which
     sequence the caller uses ("states" or "outputs"): the other one is never written.
+
+    On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c); elsewhere,
+    or without a compiler, the torch loops here (``simulate_torch`` and ``backward_torch``), the tests' reference.
     """
 
     @staticmethod
@@ -47,6 +51,14 @@ class NeuronRecurrence(torch.autograd.Function):
     def backward(ctx, grad_kept):
         (gates,) = ctx.saved_tensors
         d, slope, states = ctx.decay, ctx.slope_when_fired, ctx.keep == "states"
+        grad_current = fused.snn_backward(grad_kept, gates, d, slope, states)
+        if grad_current is None:
+            grad_current = NeuronRecurrence.backward_torch(grad_kept, gates, d, slope, states)
+        return grad_current, None, None, None, None, None
+
+    @staticmethod
+    def backward_torch(grad_kept, gates, d: float, slope: float, states: bool):
+        """dL/dI_t from dL/d(kept)_t and the gates, one step at a time (the C kernel's fallback and reference)."""
         grad_current = torch.empty_like(grad_kept)
         a = grad_kept.new_zeros(gates.shape[1:])  # dL/dh_{t+1}
         dv, fired = torch.empty_like(a), torch.zeros_like(a)
@@ -61,7 +73,7 @@ class NeuronRecurrence(torch.autograd.Function):
             else:
                 fired = grad_kept[t]  # dL/do alone: the reset cut the path through v
             a = torch.where(gates[t], fired, dv, out=grad_current[t])
-        return grad_current, None, None, None, None, None
+        return grad_current
 
 
 @register("snn", kind="spiking", delay=2)  # two one-step delays, as snn-reference
@@ -83,7 +95,15 @@ class SNN(SNNReference):
         x = x.flatten(1)  # (B, n_in)
         B, T = x.shape[0], c.time_steps
         steps1 = max(T - 2, 0)  # layer 2 sees o1_0 = 0, o1_1 .. o1_{T-2}: layer 1 runs T-2 steps
-        if masks is None and x.requires_grad:  # for gradients with respect to the input
+        w1, b1, w2, b2 = self.layer1.fc.weight, self.layer1.fc.bias, self.layer2.fc.weight, self.layer2.fc.bias
+        # Training and plain inference: the masks drawn a chunk at a time and again in backward, never all kept; the
+        # same numbers as masked_uniform_ gives (it takes the C generator from MIN_PARALLEL numbers on)
+        regenerate = (
+            masks is None and not record and steps1 * x.numel() >= mask_rng.MIN_PARALLEL and masked_linear.available(x, w1)
+        )
+        if regenerate:
+            inputs = None
+        elif masks is None and x.requires_grad:  # for gradients with respect to the input
             inputs = mask_rng.uniform_(x.new_empty(steps1, B, c.n_in)) * x
         elif masks is None:
             inputs = mask_rng.masked_uniform_(mask_rng.workspace(self, (steps1, B, c.n_in), x), x)  # (T-2, B, n_in): u_t * x
@@ -92,16 +112,20 @@ class SNN(SNNReference):
         else:
             inputs = masks[:steps1] * x
         args = (c.decay, c.threshold, c.penalty, c.reset == "proportional")
-        w1, b1, w2, b2 = self.layer1.fc.weight, self.layer1.fc.bias, self.layer2.fc.weight, self.layer2.fc.bias
         if steps1:
-            current1 = F.linear(inputs, w1, b1)  # (T-2, B, hidden): all steps in one GEMM
+            if regenerate:
+                current1 = masked_linear.masked_linear(x, w1, b1, steps1)  # (T-2, B, hidden), float32
+            else:
+                current1 = F.linear(inputs, w1, b1).to(
+                    w1.dtype
+                )  # (T-2, B, hidden): one GEMM; the state as the weights (bf16 autocast: fp32)
             out1 = simulate(current1, *args, "outputs")[1] if record else NeuronRecurrence.apply(current1, *args, "outputs")
         else:
             out1 = x.new_zeros(0, B, c.hidden)
         if T == 1:  # the one kept state is v2_0 = 0
             return x.new_zeros(B, c.n_out), inputs, out1, x.new_zeros(0, B, c.n_out)
         first2 = b2.expand(1, B, c.n_out)  # layer 2's current at step 1: W2 o1_0 + b2 = b2
-        current2 = torch.cat([first2, F.linear(out1, w2, b2)]) if steps1 else first2  # (T-1, B, n_out)
+        current2 = torch.cat([first2, F.linear(out1, w2, b2).to(w2.dtype)]) if steps1 else first2  # (T-1, B, n_out)
         # the kept states are v2_0 = 0, v2_1 .. v2_{T-1}: layer 2 runs T-1 steps
         if record:
             states2, outputs2 = simulate(current2, *args, "both")
@@ -112,7 +136,14 @@ class SNN(SNNReference):
 
 def simulate(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
     """The forward recurrence of ``NeuronRecurrence`` (see there): ``(states, outputs)``, each (T, B, N), or
-    None where ``keep`` ("states", "outputs" or "both") does not ask for it. ``gates`` (bool) receives g_t."""
+    None where ``keep`` ("states", "outputs" or "both") does not ask for it. ``gates`` (bool) receives g_t.
+    The C kernel where it applies (float32 on the CPU), with bit-identical results; else ``simulate_torch``."""
+    done = fused.snn_forward(current, decay, threshold, penalty, proportional, keep, gates)
+    return done if done is not None else simulate_torch(current, decay, threshold, penalty, proportional, keep, gates)
+
+
+def simulate_torch(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
+    """``simulate`` one step at a time in torch: the fallback and the C kernel's reference."""
     states = torch.empty_like(current) if keep in ("states", "both") else None
     outputs = torch.empty_like(current) if keep in ("outputs", "both") else None
     gate = torch.empty(current.shape[1:], dtype=torch.bool, device=current.device)  # g_t when ``gates`` is None
