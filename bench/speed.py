@@ -57,21 +57,29 @@ def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precisi
 
 
 def floor_step(x: torch.Tensor, time_steps: int, hidden: int = 100, precision: str = "fp32") -> Callable[[], None]:
-    """Masks + layer 1's forward GEMM + its weight-gradient GEMM, into reused buffers, nothing else; at bf16 or fp16
-    the masks are written in that dtype and both GEMMs run in it."""
+    """Masks + layer 1's forward GEMM + its weight-gradient GEMM, into reused buffers, nothing else. At bf16 or fp16
+    both GEMMs run in that dtype on the masks drawn in float32 (the generator's output) a step at a time and cast."""
     from models import masks as mask_rng
 
     x = x.flatten(1)
     dtype = amp.DTYPES.get(precision, torch.float32)
     weight = torch.empty(hidden, x.shape[1], device=x.device).uniform_(-0.08, 0.08).to(dtype)
-    inputs = torch.empty(time_steps * x.shape[0], x.shape[1], device=x.device, dtype=dtype)
+    inputs = torch.empty(time_steps, *x.shape, device=x.device, dtype=dtype)
+    chunk = 8  # steps drawn at a time in float32 before the cast: >= masks.MIN_PARALLEL numbers at B 1000
+    drawn = inputs if dtype == torch.float32 else torch.empty(min(chunk, time_steps), *x.shape, device=x.device)
     current = torch.empty(time_steps * x.shape[0], hidden, device=x.device, dtype=dtype)
     grad_weight = torch.empty_like(weight)
 
     def step() -> None:
-        mask_rng.uniform_(inputs)
-        torch.mm(inputs, weight.t(), out=current)  # forward: (T*B, 784) @ (784, hidden)
-        torch.mm(current.t(), inputs, out=grad_weight)  # weight gradient: (hidden, T*B) @ (T*B, 784)
+        if drawn is inputs:
+            mask_rng.uniform_(inputs)
+        else:
+            for t0 in range(0, time_steps, chunk):
+                part = drawn[: min(chunk, time_steps - t0)]
+                inputs[t0 : t0 + len(part)].copy_(mask_rng.uniform_(part))
+        flat = inputs.view(-1, x.shape[1])
+        torch.mm(flat, weight.t(), out=current)  # forward: (T*B, 784) @ (784, hidden)
+        torch.mm(current.t(), flat, out=grad_weight)  # weight gradient: (hidden, T*B) @ (T*B, 784)
 
     return step
 
