@@ -45,7 +45,7 @@ def test_sgd_is_the_2018_optimizer_made_fresh_each_epoch_and_adam_keeps_its_stat
     sgd = TrainConfig()
     assert sgd == TrainConfig(optimizer="sgd", momentum=0.5, fresh_optimizer=True)  # as every run before --optimizer
     assert sgd.record() == {"epochs": 3, "lrs": [0.1, 0.05, 0.01], "optimizer": "sgd", "momentum": 0.5, "batch_size": 1000,
-                            "max_batches": None, "validation": 0, "fresh_optimizer": True}  # fmt: skip
+                            "max_batches": None, "validation": 0, "precision": "fp32", "fresh_optimizer": True}  # fmt: skip
     params = [torch.nn.Parameter(torch.zeros(2))]
     first = sgd.optimizer_for(1, params, None)
     assert type(first) is torch.optim.SGD and first.defaults["momentum"] == 0.5
@@ -85,7 +85,7 @@ def test_resume_refuses_a_new_value_of_every_option(tmp_path, capsys, field):
     assert main(argv) == 0
     (run_dir,) = tmp_path.iterdir()
     others = {"epochs": "2", "lrs": "0.3", "momentum": "0.25", "batch_size": "50", "max_batches": "2", "validation": "100",
-              "optimizer": "adam"}  # fmt: skip
+              "optimizer": "adam", "precision": "bf16"}  # fmt: skip
     other = others[field.name]
     capsys.readouterr()
     assert main(["--resume", str(run_dir), field.metadata["flag"], other]) == 2

@@ -70,8 +70,9 @@ def test_snn_on_the_regenerating_path_equals_snn_reference_on_the_same_masks():
 
 
 def test_the_snn_step_no_longer_holds_its_masked_input():
-    """B 1000: 64 more steps are 191 MiB more masked input. The step's peak now grows by the currents and gates alone."""
+    """B 1000: 64 more steps are 191 MiB more masked input. The step's peak now grows by the currents, outputs, gates and
+    their gradients alone (about 60 MiB: (64, 1000, 100) float32 tensors of 24 MiB, a few at a time)."""
     from bench import speed
 
     growth = speed.peak_step_mib("snn", "cpu", 1000, 128) - speed.peak_step_mib("snn", "cpu", 1000, 64)
-    assert growth < 0.25 * 64 * 1000 * 784 * 4 / 2**20, growth
+    assert growth < 0.5 * 64 * 1000 * 784 * 4 / 2**20, growth
