@@ -40,7 +40,7 @@ def autocast(precision: str, device_type: str):
     return torch.autocast(device_type, dtype=DTYPES[precision])
 
 
-def scaler(precision: str, device: str):
+def scaler(precision: str):
     """fp16's gradient scaler (CUDA), or None."""
     return torch.amp.GradScaler("cuda") if precision == "fp16" else None
 

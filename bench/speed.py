@@ -52,7 +52,7 @@ def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precisi
     """The training loop's own step (forward, backward, the default config's optimizer) at ``precision``, bound to one
     batch."""
     optimizer = TrainConfig().make_optimizer(model.parameters(), lr=0.01)
-    scaler = amp.scaler(precision, str(x.device))
+    scaler = amp.scaler(precision)
     return lambda: training_step(model, optimizer, x, y, precision, scaler)
 
 

@@ -107,7 +107,7 @@ def train(
         if optimizer_state is not None and not config.fresh_optimizer:
             optimizer = config.optimizer_for(done + 1, model.parameters(), None)
             optimizer.load_state_dict(optimizer_state)
-        scaler, precision = amp.scaler(config.precision, task.device), config.precision
+        scaler, precision = amp.scaler(config.precision), config.precision
         for epoch in range(done + 1, config.epochs + 1):
             optimizer = config.optimizer_for(epoch, model.parameters(), optimizer)
             tag = f"{key.describe()} epoch {epoch}/{config.epochs}"

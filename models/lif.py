@@ -128,12 +128,11 @@ class LIF(LIFReference):
         else:  # masks with a gradient to the input
             inputs = encode(c, x, mask_rng.uniform_(x.new_empty(T, *x.shape)))
         args = (T, c.beta, c.threshold, c.reset == "zero", c.surrogate, c.sharpness)
-        # .to(): under bf16 autocast the matmuls are bf16, the neuron state stays as the weights (fp32)
-        current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, self.fc1.weight, self.fc1.bias).to(
-            self.fc1.weight.dtype
-        )
+        # .to(): under bf16 autocast the matmuls are bf16, the neuron state stays in the weights' dtype (fp32)
+        w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
+        current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, w1, b1).to(w1.dtype)
         spikes1 = LIFRecurrence.apply(current1, *args, "spikes")  # (T, B, hidden)
-        current2 = F.linear(spikes1, self.fc2.weight, self.fc2.bias).to(self.fc2.weight.dtype)  # all steps in one GEMM
+        current2 = F.linear(spikes1, w2, b2).to(w2.dtype)  # all steps in one GEMM
         if record:
             u2 = simulate(current2, *args[:3], c.reset == "zero")
             spikes2 = (u2 > c.threshold).to(u2.dtype)

@@ -116,9 +116,8 @@ class SNN(SNNReference):
             if regenerate:
                 current1 = masked_linear.masked_linear(x, w1, b1, steps1)  # (T-2, B, hidden), float32
             else:
-                current1 = F.linear(inputs, w1, b1).to(
-                    w1.dtype
-                )  # (T-2, B, hidden): one GEMM; the state as the weights (bf16 autocast: fp32)
+                # (T-2, B, hidden) in one GEMM; back to the weights' dtype: under bf16 autocast the state stays fp32
+                current1 = F.linear(inputs, w1, b1).to(w1.dtype)
             out1 = simulate(current1, *args, "outputs")[1] if record else NeuronRecurrence.apply(current1, *args, "outputs")
         else:
             out1 = x.new_zeros(0, B, c.hidden)
