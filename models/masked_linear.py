@@ -17,7 +17,7 @@ import torch
 
 from models import masks as mask_rng
 
-CHUNK_ELEMENTS = 1 << 22  # numbers per chunk: 4M floats, 16 MB: a few steps at B 1000, still big matmuls
+CHUNK_ELEMENTS = 1 << 20  # numbers per chunk: 1M floats, 4 MB: one step at B 1000, still in the cache for its matmul
 
 
 def available(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -46,7 +46,11 @@ class MaskedLinear(torch.autograd.Function):
             for t0 in range(0, steps, per_chunk):
                 chunk = buf[: min(per_chunk, steps - t0)]
                 mask_rng.masked_uniform_rows_(chunk, x, key, t0 * B)
-                out[t0 : t0 + len(chunk)] = torch.addmm(b, chunk.view(-1, n).to(dtype), w.t()).view(len(chunk), B, -1)
+                rows = out[t0 : t0 + len(chunk)].view(-1, out.shape[-1])
+                if dtype == torch.float32:
+                    torch.addmm(b, chunk.view(-1, n), w.t(), out=rows)  # straight into the currents
+                else:
+                    rows.copy_(torch.addmm(b, chunk.view(-1, n).to(dtype), w.t()))
         ctx.save_for_backward(x, weight)
         ctx.steps, ctx.key, ctx.per_chunk, ctx.dtype = steps, key, per_chunk, dtype
         return out
@@ -62,8 +66,11 @@ class MaskedLinear(torch.autograd.Function):
             for t0 in range(0, steps, per_chunk):
                 chunk = buf[: min(per_chunk, steps - t0)]
                 mask_rng.masked_uniform_rows_(chunk, x, key, t0 * B)  # the forward's numbers again, bit for bit
-                g = grad[t0 : t0 + len(chunk)].reshape(-1, grad.shape[-1]).to(dtype)
-                grad_weight += torch.mm(g.t(), chunk.view(-1, n).to(dtype)).float()
+                g = grad[t0 : t0 + len(chunk)].reshape(-1, grad.shape[-1])
+                if dtype == torch.float32:
+                    grad_weight.addmm_(g.t(), chunk.view(-1, n))  # accumulated in place
+                else:
+                    grad_weight += torch.mm(g.t().to(dtype), chunk.view(-1, n).to(dtype)).float()
         return None, grad_weight, grad.sum((0, 1)).to(weight.dtype), None, None
 
 

@@ -38,7 +38,7 @@ _native: object = None  # None: not tried yet; False: unavailable; else the C fu
 
 def _bind(lib: ctypes.CDLL):
     fn = lib.masked_uniform
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64, ctypes.c_int]
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_uint64, ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int  # -1: the row counts do not fit (nothing written)
     return fn
 
@@ -60,7 +60,6 @@ def generator_name(device: str | torch.device = "cpu") -> str:
     return "native splitmix64 (models/_masks.c)" if native() else f"torch, {CHUNKS} chunks on threads"
 
 
-_split = _build.split
 _run = _build.run
 
 
@@ -88,10 +87,13 @@ def _check(out: torch.Tensor, x: torch.Tensor | None) -> None:
 def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int, spikes: bool = False, first_row: int = 0) -> None:
     """``out`` (..., B, n) <- u * ``xs`` (rows_x, n) by the C kernel, which sees raw pointers and row counts
     only: it reads ``xs`` row ``r % rows_x`` for row ``r`` of ``out``. So each thing it assumes is checked here."""
+    bf16 = out.dtype == torch.bfloat16 and not spikes  # masks written in bfloat16 directly
     for name, t in (("out", out), ("x", xs)):
-        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
+        ok = t.dtype == torch.float32 or (t is out and bf16)
+        if not ok or t.device.type != "cpu" or not t.is_contiguous():
+            kinds = "float32 (out: or bfloat16 masks)" if name == "out" else "float32"
             raise ValueError(
-                f"native mask kernel: {name} must be float32, contiguous, on the CPU; "
+                f"native mask kernel: {name} must be {kinds}, contiguous, on the CPU; "
                 f"got {t.dtype}, strides {t.stride()}, on {t.device}"
             )
     n = out.shape[-1] if out.dim() else 0
@@ -106,9 +108,11 @@ def _fill_native(fn, out: torch.Tensor, xs: torch.Tensor, key: int, spikes: bool
     # ``out`` holds rows first_row .. first_row + rows of a virtual (first_row + rows, n) tensor: the kernel writes row r
     # at base + r n, so base is out's address less first_row rows (never written: the kernel writes [a, b) only)
     ptr, xptr, total = out.data_ptr() - first_row * n * out.element_size(), xs.data_ptr(), first_row + rows
-    jobs = [lambda a=a, b=b: fn(ptr, xptr, n, total, rows_x, first_row + a, first_row + b, key, int(spikes))
-            for a, b in _split(rows)]  # fmt: skip
-    if any(_run(jobs)):
+
+    def call(a: int, b: int, parts: int) -> int:
+        return fn(ptr, xptr, n, total, rows_x, first_row + a, first_row + b, key, 2 if bf16 else int(spikes), parts)
+
+    if any(_build.parallel("masks", call, rows)):
         raise ValueError(f"native mask kernel refused n={n}, rows={rows}, rows_x={rows_x}")
 
 
@@ -154,7 +158,8 @@ def draw_key() -> int:
 def masked_uniform_rows_(out: torch.Tensor, x: torch.Tensor, key: int, first_row: int) -> torch.Tensor:
     """Fill ``out`` (..., B, n) with ``u * x`` where the u are rows ``first_row`` .. of the numbers of ``key``: exactly
     those rows of a tensor that the C generator filled with ``key`` from row 0 (so a chunk of steps can be drawn
-    again, bit for bit). ``first_row`` is a multiple of B. The C generator only (``native()``); RuntimeError without."""
+    again, bit for bit). ``first_row`` is a multiple of B. ``out`` float32, or bfloat16: the float32 numbers rounded
+    as ``.to(torch.bfloat16)`` rounds them. The C generator only (``native()``); RuntimeError without."""
     _check(out, x)
     fn = native()
     if not fn:

@@ -94,7 +94,7 @@ def native_or_skip():
         (torch.empty(6, 10), torch.rand(10), "x (10,) must be (rows_x, n)"),
         (torch.empty(6, 10), torch.rand(0, 10), "x (0, 10) must be (rows_x, n)"),
         (torch.empty(()), torch.rand(1, 1), "with n = 0"),
-        (torch.empty(6, 10, dtype=torch.float64), torch.rand(2, 10), "out must be float32, contiguous, on the CPU"),
+        (torch.empty(6, 10, dtype=torch.float64), torch.rand(2, 10), "out must be float32 (out: or bfloat16 masks), contig"),
         (torch.empty(6, 10), torch.rand(2, 10, dtype=torch.float64), "x must be float32, contiguous, on the CPU"),
         (torch.empty(10, 6).t(), torch.rand(2, 6), "got torch.float32, strides (1, 6)"),
         (torch.empty(6, 10), torch.rand(10, 2).t(), "x must be float32, contiguous"),
@@ -115,7 +115,26 @@ def test_the_native_call_checks_what_its_pointers_assume(out, xs, message):
 def test_the_c_kernel_refuses_row_counts_that_do_not_fit_and_writes_nothing(n, rows, rows_x, start, stop):
     fn = native_or_skip()
     out, x = torch.full((7, 10), -1.0), torch.ones(7, 10)  # one spare row: a write past `rows` would show
-    assert fn(out.data_ptr(), x.data_ptr(), n, rows, rows_x, start, stop, 1, 0) == -1
+    assert fn(out.data_ptr(), x.data_ptr(), n, rows, rows_x, start, stop, 1, 0, 2) == -1
     assert (out == -1).all()
-    assert fn(out.data_ptr(), x.data_ptr(), 10, 6, 2, 0, 6, 1, 0) == 0  # the same buffers, counts that fit
+    assert fn(out.data_ptr(), x.data_ptr(), 10, 6, 2, 0, 6, 1, 3, 2) == -1  # no mode 3 (0 masks, 1 spikes, 2 bf16)
+    assert (out == -1).all()
+    assert fn(out.data_ptr(), x.data_ptr(), 10, 6, 2, 0, 6, 1, 0, 2) == 0  # the same buffers, counts that fit
     assert (out[:6] >= 0).all() and (out[:6] < 1).all() and (out[6] == -1).all()
+
+
+def test_masks_written_in_bf16_are_the_float32_masks_rounded_as_torch_rounds_them():
+    """Round to nearest, ties to even: with x = 1 about one number in 2^16 is a tie (598 of these 4.7 million)."""
+    native_or_skip()
+    x = torch.ones(1000, 784)
+    x[0, :4] = torch.tensor([float("nan"), float("inf"), 1e-40, -0.0])
+    x[1] = -x[1]
+    x[2] = 3e38  # products past bfloat16's largest finite number round to inf, as the cast does
+    single, half = torch.empty(6, 1000, 784), torch.empty(6, 1000, 784, dtype=torch.bfloat16)
+    mask_rng.masked_uniform_rows_(single, x, 99, 2000)
+    mask_rng.masked_uniform_rows_(half, x, 99, 2000)
+    assert int(((single.view(torch.int32) & 0xFFFF) == 0x8000).sum()) > 100  # ties, rounded to even
+    want = single.to(torch.bfloat16)
+    assert torch.equal(want.isnan(), half.isnan())
+    same = want.view(torch.int16) == half.view(torch.int16)
+    assert same[~want.isnan()].all()
