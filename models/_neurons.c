@@ -2,8 +2,9 @@
  * CPU: one call per direction instead of 5-10 small torch kernels per time step.
  *
  * Every tensor is float32 (gates: bool, one byte 0 or 1), contiguous, (T, M) with M = B * N neurons; each neuron's
- * recurrence over t is independent of the others', so a call handles the neurons [start, stop) and the Python side
- * (models/fused.py) runs several calls on threads. Within a call, blocks of BLOCK neurons keep their state in a
+ * recurrence over t is independent of the others', so a call handles the neurons [start, stop), split over `parts`
+ * threads of torch's OpenMP runtime (_parallel.h; cuts at multiples of ALIGN neurons, whole cache lines), or the
+ * Python side (models/fused.py) runs several calls on threads where the build has no OpenMP. Within a call, blocks of BLOCK neurons keep their state in a
  * small array on the stack (L1) while t runs, and the loop over a block's neurons vectorizes.
  *
  * Rounding: the forward kernels do the operations of the torch loops (snn.simulate_torch, lif.simulate_torch) in
@@ -20,7 +21,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_parallel.h"
+
 #define BLOCK 512
+#define ALIGN 64 /* models/fused.py's ALIGN */
 
 /* BODY(A, B) with A and B the constants 0 or 1 that a and b are: each of the four a copy of an always_inline block
  * function with its flags known at compile time, so that its loop has no branches on them. */
@@ -50,9 +54,9 @@ static inline __attribute__((always_inline)) void snn_forward_block(const float 
                                                                     float decay, float threshold, float penalty,
                                                                     float ratio, const int proportional,
                                                                     const int keep_states, const int keep_outputs,
-                                                                    const int keep_gates) {
+                                                                    const int keep_gates, float *restrict carry) {
     float v[BLOCK], o_block[BLOCK]; /* o_t, for the gates: GCC does not vectorize a loop that also stores a byte */
-    for (int64_t j = 0; j < n; ++j) v[j] = 0.0f;
+    for (int64_t j = 0; j < n; ++j) v[j] = carry ? carry[b + j] : 0.0f;
     for (int64_t t = 0; t < T; ++t) {
         const int64_t at = t * M + b;
         const float *restrict in = current + at;
@@ -71,19 +75,24 @@ static inline __attribute__((always_inline)) void snn_forward_block(const float 
         if (keep_gates)
             for (int64_t j = 0; j < n; ++j) gates[at + j] = o_out[j] > 0.0f; /* g_t = 1[o_t > 0] */
     }
+    if (carry)
+        for (int64_t j = 0; j < n; ++j) carry[b + j] = v[j];
 }
 
 #define SNN_FORWARD(P, S, O, G)                                                                                         \
-    snn_forward_block(current, states, outputs, gates, T, M, b, n, decay, threshold, penalty, ratio, P, S, O, G)
+    snn_forward_block(current, states, outputs, gates, T, M, b, n, decay, threshold, penalty, ratio, P, S, O, G, carry)
 
 /* current, states, outputs: (T, M) float32; gates: (T, M) bool. states, outputs and gates may each be NULL (not
- * written). ratio = p / theta, rounded to float as torch rounds the scalar. */
+ * written). ratio = p / theta, rounded to float as torch rounds the scalar. carry: NULL (start from v_0 = 0), or
+ * (M,) float32 holding the state to start from, which receives the state after the last step (a sequence run a
+ * chunk of steps at a time). */
 int snn_forward(const float *current, float *states, float *outputs, uint8_t *gates, int64_t T, int64_t M,
-                int64_t start, int64_t stop, float decay, float threshold, float penalty, float ratio, int proportional) {
+                int64_t start, int64_t stop, float decay, float threshold, float penalty, float ratio, int proportional,
+                int parts, float *carry) {
     if (bad_counts(T, M, start, stop) || (T > 0 && M > 0 && current == NULL)) return -1;
     const int code = (proportional ? 8 : 0) | (states ? 4 : 0) | (outputs ? 2 : 0) | (gates ? 1 : 0);
-    for (int64_t b = start; b < stop; b += BLOCK) {
-        const int64_t n = stop - b < BLOCK ? stop - b : BLOCK;
+    PARALLEL_SLICES(start, stop, ALIGN, parts, lo, hi) for (int64_t b = lo; b < hi; b += BLOCK) {
+        const int64_t n = hi - b < BLOCK ? hi - b : BLOCK;
         switch (code) { /* each case a loop of its own, without branches on what to write */
         case 0: SNN_FORWARD(0, 0, 0, 0); break;
         case 1: SNN_FORWARD(0, 0, 0, 1); break;
@@ -112,9 +121,10 @@ static inline __attribute__((always_inline)) void snn_backward_block(const float
                                                                      const uint8_t *restrict gates,
                                                                      float *restrict grad_current, int64_t T, int64_t M,
                                                                      int64_t b, int64_t n, float decay, float slope,
-                                                                     const int states, const int has_slope) {
+                                                                     const int states, const int has_slope,
+                                                                     float *restrict carry) {
     float a[BLOCK];
-    for (int64_t j = 0; j < n; ++j) a[j] = 0.0f;
+    for (int64_t j = 0; j < n; ++j) a[j] = carry ? carry[b + j] : 0.0f;
     for (int64_t t = T - 1; t >= 0; --t) {
         const int64_t at = t * M + b;
         const float *restrict gk = grad + t * grad_tstride + b;
@@ -132,18 +142,22 @@ static inline __attribute__((always_inline)) void snn_backward_block(const float
             grad_current[at + j] = next;
         }
     }
+    if (carry)
+        for (int64_t j = 0; j < n; ++j) carry[b + j] = a[j];
 }
 
 /* grad: (T, M) float32, or one (M,) row for every t when grad_tstride is 0 (autograd's expanded gradient of a sum
- * over t); gates: (T, M) bool; grad_current: (T, M) float32. slope: dv_t/dh_t where g_t = 1 (0 for subtract). */
+ * over t); gates: (T, M) bool; grad_current: (T, M) float32. slope: dv_t/dh_t where g_t = 1 (0 for subtract).
+ * carry: NULL (a = dL/dh_{T+1} = 0), or (M,) float32 holding the a to start from, which receives a = dL/dh_1 (the
+ * steps before these come next). */
 int snn_backward(const float *grad, int64_t grad_tstride, const uint8_t *gates, float *grad_current, int64_t T,
-                 int64_t M, int64_t start, int64_t stop, float decay, float slope, int states) {
+                 int64_t M, int64_t start, int64_t stop, float decay, float slope, int states, int parts, float *carry) {
     if (bad_counts(T, M, start, stop) || (grad_tstride != 0 && grad_tstride != M)) return -1;
     if (T > 0 && M > 0 && (grad == NULL || gates == NULL || grad_current == NULL)) return -1;
     const int has_slope = slope != 0.0f;
-#define SNN_BACKWARD(S, H) snn_backward_block(grad, grad_tstride, gates, grad_current, T, M, b, n, decay, slope, S, H)
-    for (int64_t b = start; b < stop; b += BLOCK) {
-        const int64_t n = stop - b < BLOCK ? stop - b : BLOCK;
+#define SNN_BACKWARD(S, H) snn_backward_block(grad, grad_tstride, gates, grad_current, T, M, b, n, decay, slope, S, H, carry)
+    PARALLEL_SLICES(start, stop, ALIGN, parts, lo, hi) for (int64_t b = lo; b < hi; b += BLOCK) {
+        const int64_t n = hi - b < BLOCK ? hi - b : BLOCK;
         SPECIALIZE2(states, has_slope, SNN_BACKWARD);
     }
     return 0;
@@ -183,12 +197,12 @@ static inline __attribute__((always_inline)) void lif_forward_block(const float 
 /* current: (T, M) float32, or one (M,) row held for every t when current_tstride is 0 (direct encoding); u, spikes:
  * (T, M) float32, spikes may be NULL. */
 int lif_forward(const float *current, int64_t current_tstride, float *u, float *spikes, int64_t T, int64_t M,
-                int64_t start, int64_t stop, float beta, float threshold, int zero) {
+                int64_t start, int64_t stop, float beta, float threshold, int zero, int parts) {
     if (bad_counts(T, M, start, stop) || (current_tstride != 0 && current_tstride != M)) return -1;
     if (T > 0 && M > 0 && (current == NULL || u == NULL)) return -1;
 #define LIF_FORWARD(Z, S) lif_forward_block(current, current_tstride, u, spikes, T, M, b, n, beta, threshold, Z, S)
-    for (int64_t b = start; b < stop; b += BLOCK) {
-        const int64_t n = stop - b < BLOCK ? stop - b : BLOCK;
+    PARALLEL_SLICES(start, stop, ALIGN, parts, lo, hi) for (int64_t b = lo; b < hi; b += BLOCK) {
+        const int64_t n = hi - b < BLOCK ? hi - b : BLOCK;
         SPECIALIZE2(zero, spikes != NULL, LIF_FORWARD);
     }
     return 0;
@@ -290,14 +304,14 @@ static inline __attribute__((always_inline)) void lif_backward_block(const float
  * sum over t (a held current's gradient) into grad_sum (M,), summed in double. */
 int lif_backward(const float *u, const float *grad_out, int64_t grad_tstride, float *grad, float *grad_sum, int64_t T,
                  int64_t M, int64_t start, int64_t stop, float beta, float threshold, int zero, int surrogate, float c1,
-                 float c2) {
+                 float c2, int parts) {
     if (bad_counts(T, M, start, stop) || (grad_tstride != 0 && grad_tstride != M)) return -1;
     if (surrogate < MEMBRANE || surrogate > FAST_SIGMOID) return -1;
     if (T > 0 && M > 0 && (u == NULL || grad_out == NULL)) return -1;
     if (M > 0 && grad == NULL && grad_sum == NULL) return -1;
     const int summed = grad == NULL;
-    for (int64_t b = start; b < stop; b += BLOCK) {
-        const int64_t n = stop - b < BLOCK ? stop - b : BLOCK;
+    PARALLEL_SLICES(start, stop, ALIGN, parts, lo, hi) for (int64_t b = lo; b < hi; b += BLOCK) {
+        const int64_t n = hi - b < BLOCK ? hi - b : BLOCK;
         SPECIALIZE2(zero, summed, LIF_BACKWARD_SURROGATES);
     }
     return 0;

@@ -4,7 +4,8 @@ The torch loops (``models.snn.simulate_torch`` and ``NeuronRecurrence``'s backwa
 and ``LIFRecurrence``'s backward) launch 5-10 small elementwise kernels per time step, each an OpenMP region; at
 T = 128 that is over a thousand per layer and direction, slow and at the mercy of a busy machine. ``_neurons.c``
 runs each neuron's whole recurrence over t in one pass instead, the B * N neurons split into chunks on threads
-(models/native.py: built on first use, cached per CPU model, ``SNNBENCH_NATIVE=0`` turns it off).
+(models/native.py: built on first use, cached per CPU model, on torch's OpenMP threads where it can,
+``SNNBENCH_NATIVE=0`` turns it off).
 
 The forward kernels give bit-identical results to the torch loops (the same operations in the same order, built
 without -ffast-math and without FMA contraction); the backward kernels match them to float32 rounding.
@@ -39,13 +40,14 @@ class _Kernels:
     def __init__(self, lib: ctypes.CDLL):
         p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
         self.snn_forward = lib.snn_forward
-        self.snn_forward.argtypes = [p, p, p, p, i64, i64, i64, i64, f32, f32, f32, f32, i32]
+        self.snn_forward = lib.snn_forward  # parts: the threads to split over; snn's carry: a state
+        self.snn_forward.argtypes = [p, p, p, p, i64, i64, i64, i64, f32, f32, f32, f32, i32, i32, p]
         self.snn_backward = lib.snn_backward
-        self.snn_backward.argtypes = [p, i64, p, p, i64, i64, i64, i64, f32, f32, i32]
+        self.snn_backward.argtypes = [p, i64, p, p, i64, i64, i64, i64, f32, f32, i32, i32, p]
         self.lif_forward = lib.lif_forward
-        self.lif_forward.argtypes = [p, i64, p, p, i64, i64, i64, i64, f32, f32, i32]
+        self.lif_forward.argtypes = [p, i64, p, p, i64, i64, i64, i64, f32, f32, i32, i32]
         self.lif_backward = lib.lif_backward
-        self.lif_backward.argtypes = [p, p, i64, p, p, i64, i64, i64, i64, f32, f32, i32, i32, f32, f32]
+        self.lif_backward.argtypes = [p, p, i64, p, p, i64, i64, i64, i64, f32, f32, i32, i32, f32, f32, i32]
         for fn in (self.snn_forward, self.snn_backward, self.lif_forward, self.lif_backward):
             fn.restype = ctypes.c_int  # -1: the counts do not fit (nothing written)
 
@@ -107,9 +109,8 @@ def _check(what: str, name: str, t: torch.Tensor, shape: tuple[int, ...], dtype=
 
 
 def _run(what: str, call, T: int, M: int) -> None:
-    """``call(start, stop)`` over the M neurons, in chunks on threads when there is enough work."""
-    parts = _build.split(M, ALIGN) if T * M >= MIN_PARALLEL else [(0, M)]
-    codes = _build.run([lambda a=a, b=b: call(a, b) for a, b in parts])
+    """``call(start, stop, parts)`` over the M neurons, split over threads when there is enough work."""
+    codes = _build.parallel("neurons", call, M, ALIGN, big=T * M >= MIN_PARALLEL)
     if any(codes):
         raise ValueError(f"{what}: the C kernel refused T={T}, M={M}")
 
@@ -117,8 +118,9 @@ def _run(what: str, call, T: int, M: int) -> None:
 # ---- snn ----
 
 
-def _call_snn_forward(fn, current, states, outputs, gates, decay, threshold, penalty, proportional) -> None:
-    """``current`` (T, B, N) -> ``states``, ``outputs`` (float32) and ``gates`` (bool), each (T, B, N) or None."""
+def _call_snn_forward(fn, current, states, outputs, gates, decay, threshold, penalty, proportional, carry=None) -> None:
+    """``current`` (T, B, N) -> ``states``, ``outputs`` (float32) and ``gates`` (bool), each (T, B, N) or None.
+    ``carry`` (B, N) float32: the state to start from, replaced by the state after the last step (None: from 0)."""
     what = "native snn forward"
     if current.dim() != 3:
         raise ValueError(f"{what}: current must be (T, B, N), got shape {tuple(current.shape)}")
@@ -126,10 +128,21 @@ def _call_snn_forward(fn, current, states, outputs, gates, decay, threshold, pen
     for name_, t, dtype in (("states", states, torch.float32), ("outputs", outputs, torch.float32), ("gates", gates, torch.bool)):
         if t is not None:
             _check(what, name_, t, current.shape, dtype)
+    if carry is not None:
+        _check(what, "carry", carry, current.shape[1:])
     T, M = current.shape[0], math.prod(current.shape[1:])
     args = [_pointer(t) for t in (current, states, outputs, gates)]
     ratio = penalty / threshold  # rounded to float32 by ctypes, as torch rounds the scalar
-    _run(what, lambda a, b: fn(*args, T, M, a, b, decay, threshold, penalty, ratio, int(proportional)), T, M)
+    p = _pointer(carry)
+    _run(what, lambda a, b, k: fn(*args, T, M, a, b, decay, threshold, penalty, ratio, int(proportional), k, p), T, M)
+
+
+def snn_steps(current, decay: float, threshold: float, penalty: float, proportional: bool, carry: torch.Tensor,
+              states=None, outputs=None, gates=None) -> None:  # fmt: skip
+    """Steps of ``models.snn.simulate`` by the C kernel into the buffers given (each (T, B, N) or None), from the
+    state in ``carry`` (B, N), which receives the state after them: a sequence run a chunk of steps at a time.
+    The C kernel only (``native()``); ValueError for tensors it cannot take."""
+    _call_snn_forward(native().snn_forward, current, states, outputs, gates, decay, threshold, penalty, proportional, carry)
 
 
 def snn_forward(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
@@ -142,16 +155,27 @@ def snn_forward(current, decay: float, threshold: float, penalty: float, proport
     return states, outputs
 
 
-def _call_snn_backward(fn, grad_kept, gates, grad_current, decay, slope, states: bool) -> None:
+def _call_snn_backward(fn, grad_kept, gates, grad_current, decay, slope, states: bool, carry=None) -> None:
+    """``carry`` (B, N) float32: dL/dh of the step after these (None: 0), replaced by dL/dh of their first step."""
     what = "native snn backward"
     if gates.dim() != 3:
         raise ValueError(f"{what}: gates must be (T, B, N), got shape {tuple(gates.shape)}")
     _check(what, "gates", gates, gates.shape, torch.bool)
     tstride = _check(what, "grad", grad_kept, gates.shape, over_t=True)
     _check(what, "grad_current", grad_current, gates.shape)
+    if carry is not None:
+        _check(what, "carry", carry, gates.shape[1:])
     T, M = gates.shape[0], math.prod(gates.shape[1:])
     args = (grad_kept.data_ptr(), tstride, gates.data_ptr(), grad_current.data_ptr())
-    _run(what, lambda a, b: fn(*args, T, M, a, b, decay, slope, int(states)), T, M)
+    p = _pointer(carry)
+    _run(what, lambda a, b, k: fn(*args, T, M, a, b, decay, slope, int(states), k, p), T, M)
+
+
+def snn_steps_backward(grad_kept, gates, grad_current, decay: float, slope: float, states: bool,
+                       carry: torch.Tensor) -> None:  # fmt: skip
+    """The backward of ``snn_steps`` for a chunk of steps, the last chunk first: dL/dI into ``grad_current``, with
+    ``carry`` (B, N) dL/dh of the step after the chunk on the way in and of its first step on the way out."""
+    _call_snn_backward(native().snn_backward, grad_kept, gates, grad_current, decay, slope, states, carry)
 
 
 def snn_backward(grad_kept, gates, decay: float, slope: float, states: bool):
@@ -181,7 +205,7 @@ def _call_lif_forward(fn, current, u, spikes, beta, threshold, zero) -> None:
         _check(what, "spikes", spikes, u.shape)
     T, M = u.shape[0], math.prod(u.shape[1:])
     args = (current.data_ptr(), 0 if held else tstride, u.data_ptr(), _pointer(spikes))
-    _run(what, lambda a, b: fn(*args, T, M, a, b, beta, threshold, int(zero)), T, M)
+    _run(what, lambda a, b, k: fn(*args, T, M, a, b, beta, threshold, int(zero), k), T, M)
 
 
 def lif_forward(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False):
@@ -219,7 +243,7 @@ def _call_lif_backward(fn, u, grad_out, grad, grad_sum, beta, threshold, zero, s
     T, M = u.shape[0], math.prod(u.shape[1:])
     c1, c2 = surrogate_constants(surrogate, sharpness)
     args = (u.data_ptr(), grad_out.data_ptr(), tstride, _pointer(grad), _pointer(grad_sum))
-    _run(what, lambda a, b: fn(*args, T, M, a, b, beta, threshold, int(zero), SURROGATES[surrogate], c1, c2), T, M)
+    _run(what, lambda a, b, k: fn(*args, T, M, a, b, beta, threshold, int(zero), SURROGATES[surrogate], c1, c2, k), T, M)
 
 
 def lif_backward(u, grad_out, held: bool, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,

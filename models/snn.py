@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import fused, masked_linear
+from models import fused, masked_linear, snn_chunked
 from models import masks as mask_rng
 from models.activity import Activity
 from models.registry import register
@@ -81,6 +81,9 @@ class SNN(SNNReference):
     """Same config, parameters, ``masks`` argument and results as ``snn-reference``; much less work per step."""
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        flat = x.flatten(1)
+        if masks is None and snn_chunked.available(flat, self.layer1.fc.weight, self.config.time_steps):
+            return snn_chunked.logits(self, flat)  # on the CPU: both layers a chunk of steps at a time
         return self._layers(x, masks)[0]
 
     @torch.no_grad()

@@ -304,13 +304,13 @@ def test_the_c_kernels_refuse_counts_that_do_not_fit_and_write_nothing(kernels, 
     a, b, gates = sentinel_buffers()
     src = torch.ones(4, 10)
     p = (a.data_ptr(), b.data_ptr(), gates.data_ptr(), src.data_ptr())
-    assert kernels.snn_forward(p[3], p[0], p[1], p[2], T, M, start, stop, 0.9, 1.0, 0.5, 0.5, 0) == -1
-    assert kernels.snn_backward(p[3], M, p[2], p[0], T, M, start, stop, 0.9, 0.0, 1) == -1
-    assert kernels.lif_forward(p[3], M, p[0], p[1], T, M, start, stop, 0.9, 1.0, 0) == -1
-    assert kernels.lif_backward(p[3], p[3], M, p[0], None, T, M, start, stop, 0.9, 1.0, 0, 1, 1.0, 1.0) == -1
+    assert kernels.snn_forward(p[3], p[0], p[1], p[2], T, M, start, stop, 0.9, 1.0, 0.5, 0.5, 0, 2, None) == -1
+    assert kernels.snn_backward(p[3], M, p[2], p[0], T, M, start, stop, 0.9, 0.0, 1, 2, None) == -1
+    assert kernels.lif_forward(p[3], M, p[0], p[1], T, M, start, stop, 0.9, 1.0, 0, 2) == -1
+    assert kernels.lif_backward(p[3], p[3], M, p[0], None, T, M, start, stop, 0.9, 1.0, 0, 1, 1.0, 1.0, 2) == -1
     assert (a == -7).all() and (b == -7).all() and gates.all()
     # the same buffers with counts that fit: T = 3 rows written, the fourth untouched
-    assert kernels.snn_forward(p[3], p[0], p[1], p[2], 3, 10, 0, 10, 0.9, 1.0, 0.5, 0.5, 0) == 0
+    assert kernels.snn_forward(p[3], p[0], p[1], p[2], 3, 10, 0, 10, 0.9, 1.0, 0.5, 0.5, 0, 2, None) == 0
     assert (a[:3] != -7).all() and (a[3] == -7).all() and (b[3] == -7).all() and gates[3].all()
 
 
@@ -318,16 +318,16 @@ def test_the_c_kernels_refuse_other_strides_surrogates_and_missing_pointers(kern
     a, b, gates = sentinel_buffers()
     src = torch.ones(4, 10)
     pa, pb, pg, ps = a.data_ptr(), b.data_ptr(), gates.data_ptr(), src.data_ptr()
-    assert kernels.snn_backward(ps, 5, pg, pa, 3, 10, 0, 10, 0.9, 0.0, 1) == -1  # a t-stride neither 0 nor M
-    assert kernels.lif_forward(ps, 20, pa, pb, 3, 10, 0, 10, 0.9, 1.0, 0) == -1
-    assert kernels.lif_backward(ps, ps, 3, pa, None, 3, 10, 0, 10, 0.9, 1.0, 0, 1, 1.0, 1.0) == -1
-    assert kernels.lif_backward(ps, ps, 10, pa, None, 3, 10, 0, 10, 0.9, 1.0, 0, 4, 1.0, 1.0) == -1  # no surrogate 4
-    assert kernels.lif_backward(ps, ps, 10, None, None, 3, 10, 0, 10, 0.9, 1.0, 0, 1, 1.0, 1.0) == -1  # nowhere to write
-    assert kernels.snn_backward(ps, 10, None, pa, 3, 10, 0, 10, 0.9, 0.0, 1) == -1
-    assert kernels.snn_forward(None, pa, pb, pg, 3, 10, 0, 10, 0.9, 1.0, 0.5, 0.5, 0) == -1
-    assert kernels.lif_forward(ps, 10, None, pb, 3, 10, 0, 10, 0.9, 1.0, 0) == -1
+    assert kernels.snn_backward(ps, 5, pg, pa, 3, 10, 0, 10, 0.9, 0.0, 1, 2, None) == -1  # a t-stride neither 0 nor M
+    assert kernels.lif_forward(ps, 20, pa, pb, 3, 10, 0, 10, 0.9, 1.0, 0, 2) == -1
+    assert kernels.lif_backward(ps, ps, 3, pa, None, 3, 10, 0, 10, 0.9, 1.0, 0, 1, 1.0, 1.0, 2) == -1
+    assert kernels.lif_backward(ps, ps, 10, pa, None, 3, 10, 0, 10, 0.9, 1.0, 0, 4, 1.0, 1.0, 2) == -1  # no surrogate 4
+    assert kernels.lif_backward(ps, ps, 10, None, None, 3, 10, 0, 10, 0.9, 1.0, 0, 1, 1.0, 1.0, 2) == -1  # nowhere to write
+    assert kernels.snn_backward(ps, 10, None, pa, 3, 10, 0, 10, 0.9, 0.0, 1, 2, None) == -1
+    assert kernels.snn_forward(None, pa, pb, pg, 3, 10, 0, 10, 0.9, 1.0, 0.5, 0.5, 0, 2, None) == -1
+    assert kernels.lif_forward(ps, 10, None, pb, 3, 10, 0, 10, 0.9, 1.0, 0, 2) == -1
     assert (a == -7).all() and (b == -7).all() and gates.all()
-    assert kernels.lif_backward(ps, ps, 0, None, pa, 3, 10, 0, 10, 0.9, 1.0, 0, 0, 0.0, 0.0) == 0  # held: sums into (M,)
+    assert kernels.lif_backward(ps, ps, 0, None, pa, 3, 10, 0, 10, 0.9, 1.0, 0, 0, 0.0, 0.0, 2) == 0  # held: sums into (M,)
     # U = 1 (not above the threshold 1), dL/dU_t = 1 + 0.9 dL/dU_{t+1}: 1, 1.9, 2.71, summed over t
     assert torch.allclose(a.view(-1)[:10], torch.tensor(1 + 1.9 + 2.71)) and (a.view(-1)[10:] == -7).all()
 
