@@ -1,4 +1,4 @@
-"""The committed reference results: the README's tables and each committed report are what the CSVs give.
+"""The committed reference results: results/README.md's tables and each committed report are what the CSVs give.
 
 No training: these read ``results/reference/`` and rebuild text from it.
 """
@@ -8,15 +8,28 @@ from pathlib import Path
 import pytest
 
 from report.__main__ import build_report
-from report.readme import block, replace, run_folders
+from report.readme import BEGIN, END, block, replace, run_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "results" / "reference"
+RESULTS = ROOT / "results" / "README.md"
 
 
-def test_readme_results_agree_with_the_committed_csvs():
-    readme = (ROOT / "README.md").read_text()
-    assert replace(readme, block(REFERENCE)) == readme, "run python -m report.readme after changing results/reference"
+def test_results_readme_agrees_with_the_committed_csvs():
+    text = RESULTS.read_text()
+    assert replace(text, block(REFERENCE)) == text, "run python -m report.readme after changing results/reference"
+
+
+def test_the_generated_links_are_relative_to_results_readme():
+    text = RESULTS.read_text()
+    generated = text[text.index(BEGIN) : text.index(END)]
+    assert "](reference/" in generated and "](results/" not in generated
+    for run in run_folders(REFERENCE):
+        assert f"](reference/{run.name}/report/report.md)" in generated
+
+
+def test_the_project_readme_holds_no_generated_block():
+    assert BEGIN not in (ROOT / "README.md").read_text()
 
 
 def test_reference_holds_the_runs_the_readme_promises():
@@ -39,10 +52,23 @@ def test_each_committed_report_is_rebuilt_identically(run, tmp_path, monkeypatch
         assert (tmp_path / png.name).is_file()
 
 
-def test_readme_check_command(tmp_path):
+def test_readme_check_command(tmp_path, capsys):
     from report.readme import main
 
     assert main(["--check"]) == 0
-    stale = tmp_path / "README.md"
-    stale.write_text((ROOT / "README.md").read_text().replace("92.43 ± 0.87", "99.99 ± 0.01"))
-    assert main(["--check", "--readme", str(stale)]) == 1
+    results = tmp_path / "results"
+    results.mkdir()
+    stale = results / "README.md"
+    text = RESULTS.read_text()
+    assert "92.43 ± 0.87" in text[text.index(BEGIN) :]
+    stale.write_text(text.replace("92.43 ± 0.87", "99.99 ± 0.01"))
+    assert main(["--check", "--file", str(stale), "--reference", str(REFERENCE)]) == 1
+    assert main(["--check", "--readme", str(stale), "--reference", str(REFERENCE)]) == 1  # the old name still works
+    (results / "reference").symlink_to(REFERENCE)  # a reference/ beside the file: the same links
+    assert main(["--file", str(stale), "--reference", str(results / "reference")]) == 0
+    assert main(["--check", "--file", str(stale), "--reference", str(results / "reference")]) == 0
+    assert stale.read_text() == text
+    capsys.readouterr()
+    (tmp_path / "plain.md").write_text("no markers\n")
+    assert main(["--check", "--file", str(tmp_path / "plain.md")]) == 2
+    assert "no results markers" in capsys.readouterr().err

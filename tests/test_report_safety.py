@@ -350,5 +350,5 @@ def test_only_reference_runs_is_an_error_that_says_how_to_read_them(tmp_path, mo
 def test_help_says_the_reference_runs_are_left_out():
     text = " ".join(build_parser().format_help().split())
     assert "except in results/reference (the shipped reference runs) unless a PATH names it" in text
-    readme = (ROOT / "README.md").read_text().split("## Reading the report")[1].split("\n## ")[0]
-    assert "results/reference" in readme  # documented beside the options
+    page = (ROOT / "docs" / "report.md").read_text().split("## Options")[1].split("\n## ")[0]
+    assert "results/reference" in page  # documented beside the options
