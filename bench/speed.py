@@ -196,7 +196,8 @@ def table(result: list[dict]) -> str:
     return tabulate(body, headers=headers, floatfmt=("", "", "", "", ".4f", ".4f", ".4f", ".2f", "", ".0f"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> Parser:
+    """The command line of ``python -m bench.speed`` (tests check the documented options against it)."""
     p = Parser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     p.add_argument("--device", nargs="+", default=["cpu"], help="cpu, cuda, cuda:N, mps or all (default: cpu)")
     p.add_argument("--batch-size", type=positive(int), default=1000, help="(default: %(default)s)")
@@ -210,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory column (each implementation's step in a child process of its own)")  # fmt: skip
     p.add_argument("--csv", default=None, help="also write the rows to this CSV file (default: none)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = p.parse_args(argv)
+        args = build_parser().parse_args(argv)
         devices = resolve_devices(args.device)
         if args.csv and not Path(args.csv).resolve().parent.is_dir():
             raise UsageError(f"--csv: folder {Path(args.csv).parent} does not exist")
