@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The reference results committed under results/reference/ (issue 6), one run after another
 # on this machine's CPU. Full MNIST in torchvision's layout must be under $DATA (MNIST/raw/).
-# Takes about 1 hour 45 minutes on 2 cores.
+# Takes about 2 hours on 2 cores (the second edition's runs: 25 minutes more).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-results/reference}
@@ -22,3 +22,15 @@ python -m bench.run --models snn snn:reset=proportional ffn --device cpu --datas
 # the time-step sweep on the shipped subset
 python -m bench.run --models snn:time_steps=8 snn:time_steps=16 snn:time_steps=32 snn:time_steps=64 snn ffn \
     --device cpu --dataset mnist-mini --seeds 0 1 2 --out "$OUT"
+# second edition (issue 17)
+# precision: snn in bf16 against fp32, the 2018 schedule, 5 seeds
+python -m bench.run --models snn --device cpu --dataset mnist --data-dir "$DATA" --seeds 0 1 2 3 4 --precision bf16 \
+    --out "$OUT"
+python -m bench.run --models snn --device cpu --dataset mnist --data-dir "$DATA" --seeds 0 1 2 3 4 --out "$OUT"
+# the frameworks: lif, snnTorch's and SpikingJelly's LIF at one config (hidden 100, T 25, rate encoding), Adam 5e-4
+python -m bench.run --models lif snntorch-lif spikingjelly-lif --device cpu --dataset mnist --data-dir "$DATA" \
+    --optimizer adam --lr 0.0005 --seeds 0 1 2 --out "$OUT"
+# still to run (about 70 minutes on 2 cores): the tuned verdict, every model at 5 learning-rate scales chosen
+# on 10,000 held-out samples, then each model's best scale for 15 epochs
+# python -m bench.run --models ffn snn snn:reset=proportional lif --device cpu --dataset mnist --data-dir "$DATA" \
+#     --lr-scale 0.25 0.5 1 2 4 --validation 10000 --seeds 0 1 2 3 4 --out "$OUT"
