@@ -20,11 +20,14 @@ from models import masks as mask_rng
 CHUNK_ELEMENTS = 1 << 20  # numbers per chunk: 1M floats, 4 MB: one step at B 1000, still in the cache for its matmul
 
 
-def available(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether ``x`` (B, n) can take this path with ``weight`` (h, n): both float32 on the CPU, no gradient wanted for x,
-    the C generator built. (A weight of another width takes the stored path, which names the mismatch.)"""
+def available(x: torch.Tensor, weight: torch.Tensor, steps: int) -> bool:
+    """Whether ``steps`` steps of ``x`` (B, n) can take this path with ``weight`` (h, n): both float32 on the CPU, no
+    gradient wanted for x, the C generator built, and at least masks.MIN_PARALLEL numbers: below that,
+    masks.masked_uniform_ draws with torch's generator, and the masks must be those the stored path draws from the
+    same seed. (A weight of another width takes the stored path, which names the mismatch.)"""
     return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and not x.requires_grad
-            and x.shape[-1] == weight.shape[-1] and bool(mask_rng.native()))  # fmt: skip
+            and x.shape[-1] == weight.shape[-1] and steps * x.numel() >= mask_rng.MIN_PARALLEL
+            and bool(mask_rng.native()))  # fmt: skip
 
 
 def _dtype() -> torch.dtype:

@@ -101,9 +101,7 @@ class SNN(SNNReference):
         w1, b1, w2, b2 = self.layer1.fc.weight, self.layer1.fc.bias, self.layer2.fc.weight, self.layer2.fc.bias
         # Training and plain inference: the masks drawn a chunk at a time and again in backward, never all kept; the
         # same numbers as masked_uniform_ gives (it takes the C generator from MIN_PARALLEL numbers on)
-        regenerate = (
-            masks is None and not record and steps1 * x.numel() >= mask_rng.MIN_PARALLEL and masked_linear.available(x, w1)
-        )
+        regenerate = masks is None and not record and masked_linear.available(x, w1, steps1)
         if regenerate:
             inputs = None
         elif masks is None and x.requires_grad:  # for gradients with respect to the input

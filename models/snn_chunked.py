@@ -31,11 +31,9 @@ from models import masks as mask_rng
 
 
 def available(x: torch.Tensor, weight: torch.Tensor, time_steps: int) -> bool:
-    """Whether this path takes ``x`` (B, n): masked_linear's conditions, the neuron kernels built, T >= 3 (layer 1
-    runs T - 2 steps), and at least masks.MIN_PARALLEL numbers of input: below that, masks.masked_uniform_ draws with
-    torch's generator, and the masks must be the ones the other paths draw from the same seed."""
-    enough = (time_steps - 2) * x.numel() >= mask_rng.MIN_PARALLEL
-    return time_steps >= 3 and enough and masked_linear.available(x, weight) and bool(fused.native())
+    """Whether this path takes ``x`` (B, n): T >= 3 (layer 1 runs T - 2 steps), masked_linear's conditions for those
+    steps (the same masks as the other paths from the same seed), and the neuron kernels built."""
+    return time_steps >= 3 and masked_linear.available(x, weight, time_steps - 2) and bool(fused.native())
 
 
 def _kept(owner: object, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
