@@ -130,6 +130,18 @@ def section(data: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path, p
     """The "Tuned comparison" Markdown of one section and its PNG; nothing unless the section has several scales."""
     if not has_grid(data):
         return []
+    lines, validated, trainings, picked = text(data, runs)
+    file = f"{prefix or slug(dataset)}-lr-scales.png"
+    fig = figure(trainings, picked, validated, dataset)
+    fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    caption = "Tuned comparison: final " + ("validation" if validated else "test") + " accuracy against the scale"
+    return [*lines, f"**{caption}** (circled: the scale each model picks)\n\n![{caption}]({file})\n"]
+
+
+def text(data: pd.DataFrame, runs: list[dict]) -> tuple[list[str], bool, pd.DataFrame, pd.DataFrame]:
+    """The tuned comparison's Markdown without its figure (heading, how the scales were picked, the scores table, a
+    sentence per comparison), whether a validation split picked, and ``per_training``'s and ``scores``' frames."""
     trainings = per_training(data)
     validated = bool(trainings["final_val"].notna().all())
     picked = scores(trainings, validated)
@@ -145,11 +157,6 @@ def section(data: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path, p
                else "not every training recorded a validation accuracy") + ", so each model's scale is picked by its "
                "final test accuracy, the same accuracy then compared. The choice is optimistic because the test set "
                "chose it; rerun with `--validation N` for a fair verdict.")  # fmt: skip
-    file = f"{prefix or slug(dataset)}-lr-scales.png"
-    fig = figure(trainings, picked, validated, dataset)
-    fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    caption = "Tuned comparison: final " + ("validation" if validated else "test") + " accuracy against the scale"
     rows = comparisons(trainings, picked)
     lines = [
         "### Tuned comparison: each model at its own learning-rate scale", "",
@@ -163,7 +170,7 @@ def section(data: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path, p
         lines += [*[f"- {sentence(r, chosen_on)}" for _, r in rows.iterrows()], ""]
         if (rows[["seeds_snn", "seeds_ffn"]].min(axis=1) < stats.MIN_SEEDS).any():
             lines += [f"With fewer than {stats.MIN_SEEDS} seeds on either side there is no interval and no p-value.", ""]
-    return [*lines, f"**{caption}** (circled: the scale each model picks)\n\n![{caption}]({file})\n"]
+    return lines, validated, trainings, picked
 
 
 def _pm(mean: float, low: float, high: float) -> str:

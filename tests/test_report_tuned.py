@@ -206,3 +206,16 @@ def test_a_validation_split_is_part_of_the_schedule_and_none_is_no_split():
                                           (1.0000001, "snn (lr x1.0000001)")])  # fmt: skip
 def test_labels_name_the_scale_and_read_back(scale, label):
     assert pooling.label("snn", scale) == label and pooling.spec_of(label) == "snn"
+
+
+def test_results_readme_block_of_a_grid_shows_the_tuned_comparison_not_one_per_scale(tmp_path):
+    from report.readme import run_block
+
+    run = grid_run(tmp_path / "results" / "reference" / "grid")
+    text = "\n".join(run_block(run, tmp_path / "results"))
+    assert "#### Tuned comparison: each model at its own learning-rate scale" in text
+    assert re.search(r"\| cpu +\| snn +\| +2 \| +3 \| .*\| yes", text)  # snn picks x2 on validation
+    assert re.search(r"\| cpu +\| ffn +\| +4 \| +3 \| .*\| yes", text)  # ffn picks x4
+    assert "snn at x2" in text and "ffn at x4" in text
+    assert text.count("- Each model tried 3 learning-rate scales") == 1  # one sentence, not a head-to-head per scale
+    assert "](reference/grid/report/report.md)" in text
