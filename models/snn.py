@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import fused, masked_linear, snn_chunked
+from models import fused, masked_linear, snn_chunked, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
 from models.registry import register
@@ -34,8 +34,9 @@ class NeuronRecurrence(torch.autograd.Function):
     and dL/dI_t = dL/dh_t. Only the gates g_t are saved, as bool. ``keep`` says which
     sequence the caller uses ("states" or "outputs"): the other one is never written.
 
-    On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c); elsewhere,
-    or without a compiler, the torch loops here (``simulate_torch`` and ``backward_torch``), the tests' reference.
+    On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c), on CUDA one
+    Triton kernel (models/triton_neurons.py); elsewhere, or without a compiler or Triton, the torch loops here
+    (``simulate_torch`` and ``backward_torch``), the tests' reference.
     """
 
     @staticmethod
@@ -51,7 +52,9 @@ class NeuronRecurrence(torch.autograd.Function):
     def backward(ctx, grad_kept):
         (gates,) = ctx.saved_tensors
         d, slope, states = ctx.decay, ctx.slope_when_fired, ctx.keep == "states"
-        grad_current = fused.snn_backward(grad_kept, gates, d, slope, states)
+        grad_current = fused.snn_backward(grad_kept, gates, d, slope, states)  # the CPU
+        if grad_current is None:
+            grad_current = triton_neurons.snn_backward(grad_kept, gates, d, slope, states)  # CUDA
         if grad_current is None:
             grad_current = NeuronRecurrence.backward_torch(grad_kept, gates, d, slope, states)
         return grad_current, None, None, None, None, None
@@ -137,9 +140,13 @@ class SNN(SNNReference):
 def simulate(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
     """The forward recurrence of ``NeuronRecurrence`` (see there): ``(states, outputs)``, each (T, B, N), or
     None where ``keep`` ("states", "outputs" or "both") does not ask for it. ``gates`` (bool) receives g_t.
-    The C kernel where it applies (float32 on the CPU), with bit-identical results; else ``simulate_torch``."""
-    done = fused.snn_forward(current, decay, threshold, penalty, proportional, keep, gates)
-    return done if done is not None else simulate_torch(current, decay, threshold, penalty, proportional, keep, gates)
+    The C kernel (float32 on the CPU) or the Triton kernel (float32 on CUDA) where one applies, with bit-identical
+    results; else ``simulate_torch``."""
+    args = (current, decay, threshold, penalty, proportional, keep, gates)
+    done = fused.snn_forward(*args)  # the CPU
+    if done is None:
+        done = triton_neurons.snn_forward(*args)  # CUDA
+    return done if done is not None else simulate_torch(*args)
 
 
 def simulate_torch(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
