@@ -51,10 +51,15 @@ def interrupt_after_epoch(n, signum=signal.SIGINT):
     return train
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("optimizer", [[], ["--optimizer", "adam", "--lr", "0.01", "0.005"]], ids=["sgd", "adam"])
-def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch, optimizer):
-    """Adam's state after epoch 1 comes back from the checkpoint, as SGD's 2018 schedule needs none."""
-    argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *optimizer, *SMALL]
+def test_resume_after_epoch_1_gives_the_rows_of_an_uninterrupted_run(tmp_path, capsys, monkeypatch, optimizer, device):
+    """Adam's state after epoch 1 comes back from the checkpoint, as SGD's 2018 schedule needs none; on cuda too (the
+    generators' states of the device as well)."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    small = [device if a == "cpu" else a for a in SMALL]
+    argv = ["--models", "snn:time_steps=4", "ffn", "--epochs", "3", "--seeds", "5", *optimizer, *small]
     assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
     with monkeypatch.context() as m:
         m.setattr(bench.executors, "train", interrupt_after_epoch(1))
