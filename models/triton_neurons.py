@@ -70,7 +70,7 @@ if triton is not None:
         live = j < M
         v = tl.zeros([BLOCK], dtype=tl.float32)
         for t in range(T):
-            at = t * M + j
+            at = tl.cast(t, tl.int64) * M + j  # in 64 bits: T * M may pass 2**31
             h = v * decay  # torch.mul(v, decay, out=h)
             h = h + tl.load(current + at, mask=live, other=0.0)  # .add_(I_t)
             o = h - threshold
@@ -96,7 +96,7 @@ if triton is not None:
         live = j < M
         a = tl.zeros([BLOCK], dtype=tl.float32)
         for k in range(T):
-            t = T - 1 - k
+            t = tl.cast(T - 1 - k, tl.int64)
             at = t * M + j
             gk = tl.load(grad + t * grad_tstride + j, mask=live, other=0.0)
             g = tl.load(gates + at, mask=live, other=0) != 0
