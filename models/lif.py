@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import fused
+from models import fused, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
 from models.lif_reference import LIFReference, check_draws, encode, intensity, surrogate_grad
@@ -30,15 +30,18 @@ class LIFRecurrence(torch.autograd.Function):
                                                      g_t = dL/dU_t from the caller                 (``out="membrane"``)
     and dL/dI_t = dL/dU_t (summed over t for a held current).
 
-    On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c); elsewhere,
-    or without a compiler, the torch code here (``simulate_torch`` and ``backward_torch``), the tests' reference.
+    On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c); on CUDA the
+    forward is one Triton kernel (models/triton_neurons.py); elsewhere, or without a compiler, the torch code here
+    (``simulate_torch`` and ``backward_torch``), the tests' reference.
     """
 
     @staticmethod
     def forward(ctx, current, steps: int, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
                 out: str):  # fmt: skip
         held = current.dim() == 2
-        done = fused.lif_forward(current, steps, beta, threshold, zero, spikes=out == "spikes")
+        done = fused.lif_forward(current, steps, beta, threshold, zero, spikes=out == "spikes")  # the CPU
+        if done is None:
+            done = triton_neurons.lif_forward(current, steps, beta, threshold, zero, spikes=out == "spikes")  # CUDA
         u, spikes = done if done is not None else (simulate_torch(current, steps, beta, threshold, zero), None)
         ctx.save_for_backward(u)
         ctx.args = (held, beta, threshold, zero, surrogate, sharpness, out)
@@ -76,8 +79,11 @@ class LIFRecurrence(torch.autograd.Function):
 
 def simulate(current: torch.Tensor, steps: int, beta: float, threshold: float, zero: bool) -> torch.Tensor:
     """The membranes U_1..U_T (T, B, N) of ``LIFRecurrence``'s forward, in lif-reference's order of operations: by
-    the C kernel where it applies (float32 on the CPU), with bit-identical results; else ``simulate_torch``."""
-    done = fused.lif_forward(current, steps, beta, threshold, zero)
+    the C kernel (float32 on the CPU) or the Triton kernel (float32 on CUDA) where one applies, with bit-identical
+    results; else ``simulate_torch``."""
+    done = fused.lif_forward(current, steps, beta, threshold, zero)  # the CPU
+    if done is None:
+        done = triton_neurons.lif_forward(current, steps, beta, threshold, zero)  # CUDA
     return done[0] if done is not None else simulate_torch(current, steps, beta, threshold, zero)
 
 

@@ -1,4 +1,5 @@
-"""The neuron recurrence of ``snn`` on a GPU: one Triton kernel per direction instead of a kernel per operation and step.
+"""The neuron recurrences of ``snn`` and ``lif`` on a GPU: a Triton kernel each instead of a kernel per operation and
+step (``snn`` both directions; ``lif`` forward, its backward already a GEMM where the reset subtracts).
 
 On CUDA the torch loops (``models.snn.simulate_torch``, ``NeuronRecurrence.backward_torch``) launch 5-7 elementwise
 kernels per time step: at T = 128, two layers, forward and backward, some three thousand launches per training step
@@ -115,6 +116,29 @@ if triton is not None:
             a = tl.where(g, fired, dv)
             tl.store(grad_current + at, a, mask=live)
 
+    @triton.jit
+    def _lif_forward(current, current_tstride, u, spikes, T, M, beta, threshold,
+                     ZERO: tl.constexpr, KEEP_SPIKES: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
+        """lif's recurrence for BLOCK neurons over all T steps; see models.lif.LIFRecurrence. R_{t-1} is
+        ``prev > threshold``, and ``x - threshold`` where it fired is ``sub_(R, alpha=threshold)`` with R in {0, 1}."""
+        j = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        live = j < M
+        prev = tl.zeros([BLOCK], dtype=tl.float32)
+        for t in range(T):
+            t64 = tl.cast(t, tl.int64)
+            fired = prev > threshold  # R_{t-1}
+            x = prev * beta  # torch.mul(prev, beta)
+            if ZERO:
+                x = tl.where(fired, 0.0, x)  # masked_fill_(R, 0)
+                x = x + tl.load(current + t64 * current_tstride + j, mask=live, other=0.0)
+            else:
+                x = x + tl.load(current + t64 * current_tstride + j, mask=live, other=0.0)
+                x = tl.where(fired, x - threshold, x)
+            prev = x
+            tl.store(u + t64 * M + j, x, mask=live)
+            if KEEP_SPIKES:
+                tl.store(spikes + t64 * M + j, tl.where(x > threshold, 1.0, 0.0), mask=live)
+
 
 def _grid(M: int) -> tuple[int]:
     return (triton.cdiv(M, BLOCK),)
@@ -173,3 +197,23 @@ def snn_backward(grad_kept, gates, decay: float, slope: float, states: bool):
 def _no_fma() -> dict:
     """Launch options: no FMA contraction (the torch loops' rounding), where the backend takes the option."""
     return {} if interpreted() else {"enable_fp_fusion": False}
+
+
+def lif_forward(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False):
+    """``models.lif.simulate`` by the Triton kernel, and the spikes when asked: ``(u, spikes or None)``, or None where
+    it does not apply. ``current`` is (T, B, N) with T = ``steps``, or (B, N) held for every step."""
+    if current.dim() not in (2, 3) or (current.dim() == 3 and current.shape[0] != steps):
+        return None
+    if current.dtype != torch.float32 or not applies(current):
+        return None
+    current = current.contiguous()
+    held = current.dim() == 2
+    u = current.new_empty(steps, *current.shape[-2:])
+    s = torch.empty_like(u) if spikes else None
+    M = math.prod(u.shape[1:])
+    if steps and M:
+        _lif_forward[_grid(M)](
+            current, 0 if held else M, u, u if s is None else s, steps, M, beta, threshold,
+            ZERO=bool(zero), KEEP_SPIKES=s is not None, BLOCK=BLOCK, **_no_fma(),
+        )  # fmt: skip
+    return u, s

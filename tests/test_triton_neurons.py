@@ -54,21 +54,38 @@ CHECK = textwrap.dedent(
                         if not err <= 1e-6 * max(want.abs().max().item(), 1e-12):
                             failures.append(f"backward T={T} B={B} N={N} slope={slope} states={states} "
                                             f"expanded={expanded}: {err:.3g}")
-    # the whole model: the kernels inside snn's layered path (given masks) against snn-reference
+    from models import lif
+    for T, B, N in [(1, 2, 3), (25, 3, 70), (9, 2, 130)]:
+        for zero in (False, True):
+            for held in (False, True):
+                torch.manual_seed(T + B + zero)
+                current = torch.rand(B, N) * 1.5 if held else torch.rand(T, B, N) * 1.5  # many spikes, many resets
+                current[..., 0] = 1.0  # u reaches the threshold exactly: no spike (u > threshold)
+                want = lif.simulate_torch(current, T, 0.95, 1.0, zero)
+                got, spikes = tn.lif_forward(current, T, 0.95, 1.0, zero, spikes=True)
+                if not torch.equal(got, want) or not torch.equal(spikes, (want > 1.0).float()):
+                    failures.append(f"lif T={T} B={B} N={N} zero={zero} held={held}: "
+                                    f"{(got - want).abs().max().item():.3g}")
+                if tn.lif_forward(current, T, 0.95, 1.0, zero)[1] is not None:
+                    failures.append("lif: spikes not asked for, but written")
+    # the whole models: the kernels inside snn's layered path (given masks) and lif's against the references
     import models
-    torch.manual_seed(0)
-    ref = models.build("snn-reference:time_steps=6,hidden=20")
-    fast = models.build("snn:time_steps=6,hidden=20")
-    fast.load_state_dict(ref.state_dict())
-    x, masks, y = torch.rand(4, 784), torch.rand(6, 4, 784), torch.randint(0, 10, (4,))
-    out = []
-    for m in (ref, fast):
-        logits = m(x, masks=masks)
-        torch.nn.functional.cross_entropy(logits, y).backward()
-        out.append([logits.detach(), *[p.grad for p in m.parameters()]])
-    for w, g in zip(*out):
-        if not torch.allclose(g, w, rtol=1e-5, atol=1e-7):
-            failures.append(f"model: max error {(g - w).abs().max().item():.3g}")
+    specs = [("snn", ":time_steps=6,hidden=20", "masks"), ("lif", ":time_steps=5,hidden=20", "draws"),
+             ("lif", ":time_steps=5,hidden=20,reset=zero,readout=spikes", "draws")]
+    for name, keys, given in specs:
+        torch.manual_seed(1)
+        ref, fast = models.build(f"{name}-reference{keys}"), models.build(name + keys)
+        fast.load_state_dict(ref.state_dict())
+        x, y = torch.rand(4, 784) - 0.5, torch.randint(0, 10, (4,))  # pixel / 255 - 0.5, as the data gives
+        draws = torch.rand(ref.config.time_steps, 4, 784)
+        out = []
+        for m in (ref, fast):
+            logits = m(x, **{given: draws})
+            torch.nn.functional.cross_entropy(logits, y).backward()
+            out.append([logits.detach(), *[p.grad for p in m.parameters()]])
+        for w, g in zip(*out):
+            if not torch.allclose(g, w, rtol=1e-5, atol=1e-7):
+                failures.append(f"{name}{keys}: max error {(g - w).abs().max().item():.3g}")
     print("FAILURES" if failures else "OK", *failures, sep="\\n")
     """
 )
@@ -80,9 +97,10 @@ def run_interpreted(code: str) -> subprocess.CompletedProcess:
 
 
 def test_kernels_equal_the_torch_loops_in_the_interpreter():
-    """Forward bit for bit (states, outputs, gates; both resets; NaN and h = theta), backward to float32 rounding
-    (both resets, states or outputs kept, a gradient expanded over t), and the model through them against
-    snn-reference. SNNBENCH_NATIVE=0: the C kernels stand aside, so the CPU tensors reach the Triton kernels."""
+    """snn: forward bit for bit (states, outputs, gates; both resets; NaN and h = theta), backward to float32 rounding
+    (both resets, states or outputs kept, a gradient expanded over t). lif: forward bit for bit (both resets, a
+    current per step or held). And both models through them against their references.
+    SNNBENCH_NATIVE=0: the C kernels stand aside, so the CPU tensors reach the Triton kernels."""
     done = run_interpreted(CHECK)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "OK", done.stdout[-3000:]
