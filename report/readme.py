@@ -24,9 +24,16 @@ TARGET = ROOT / "results" / "README.md"  # the file that holds the block
 
 
 def run_folders(reference: Path) -> list[Path]:
-    """Each run under ``reference``: full datasets first, then by schedule length."""
-    found = [p.parent for p in reference.glob("*/epochs.csv")]
+    """Each run under ``reference``, also those in a group's folder (see ``group_folders``): full datasets first, then
+    by schedule length."""
+    found = [p.parent for p in reference.rglob("epochs.csv")]
     return sorted(found, key=lambda p: _order(load([p])))
+
+
+def group_folders(reference: Path) -> list[Path]:
+    """Folders under ``reference`` that hold several runs and one report over all of them (``python -m report
+    FOLDER --out FOLDER/report``): runs meant to be read together, such as each model at its own learning rate."""
+    return sorted(p.parent.parent for p in reference.glob("*/report/report.md") if not (p.parent.parent / "epochs.csv").exists())
 
 
 def _order(results) -> tuple:

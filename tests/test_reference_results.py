@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from report.__main__ import build_report
-from report.readme import BEGIN, END, block, replace, run_folders
+from report.readme import BEGIN, END, block, group_folders, replace, run_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "results" / "reference"
@@ -72,3 +72,29 @@ def test_readme_check_command(tmp_path, capsys):
     (tmp_path / "plain.md").write_text("no markers\n")
     assert main(["--check", "--file", str(tmp_path / "plain.md")]) == 2
     assert "no results markers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("group", group_folders(REFERENCE) if REFERENCE.is_dir() else [], ids=lambda p: p.name)
+def test_each_committed_group_report_is_rebuilt_identically(group, tmp_path, monkeypatch):
+    """A group (several runs read together) has one report over its runs: the CSVs still give exactly that text."""
+    monkeypatch.chdir(ROOT)
+    runs = [r for r in run_folders(REFERENCE) if group in r.parents]
+    assert len(runs) >= 2
+    rebuilt = build_report([group.relative_to(ROOT)], tmp_path).read_text()
+    assert rebuilt == (group / "report" / "report.md").read_text()
+
+
+def test_a_group_is_a_folder_of_runs_with_one_report(tmp_path):
+    from test_report_tuned import grid_rows, write_grid
+
+    reference = tmp_path / "reference"
+    write_grid(reference / "alone", grid_rows("snn", 1.0, [0.9, 0.91, 0.92], [0.9, 0.9, 0.9], run_id="alone"))
+    for name, model, scale in (("a", "snn", 2.0), ("b", "ffn", 4.0)):
+        write_grid(reference / "group" / name, grid_rows(model, scale, [0.9, 0.91, 0.92], [0.9, 0.9, 0.9], run_id=name),
+                   scales=[scale])  # fmt: skip
+    build_report([reference / "group"], reference / "group" / "report")
+    build_report([reference / "alone"], reference / "alone" / "report")
+    assert group_folders(reference) == [reference / "group"]
+    assert {p.name for p in run_folders(reference)} == {"alone", "a", "b"}
+    text = (reference / "group" / "report" / "report.md").read_text()
+    assert "### Tuned comparison" in text and "snn at x2" in text and "ffn at x4" in text
