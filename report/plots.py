@@ -44,6 +44,32 @@ def colors(models) -> dict:
     return dict(zip(names, sns.color_palette("colorblind" if len(names) <= 10 else "husl", len(names))))
 
 
+def label_order(data: pd.DataFrame) -> list[str]:
+    """The model labels of ``data`` as the tables list them: models as the runs gave them, each model's learning-rate
+    scales together and ascending (``snn (lr x0.5)``, ``snn``, ``snn (lr x2)``)."""
+    if not {"spec", "lr_scale"} <= set(data.columns):
+        return list(dict.fromkeys(data["model"]))
+    specs = {v: i for i, v in enumerate(dict.fromkeys(data["spec"]))}
+    labels = data.drop_duplicates("model")
+    return [m for _, _, m in sorted(zip(labels["spec"].map(specs), labels["lr_scale"], labels["model"]))]
+
+
+def grid_colors(data: pd.DataFrame) -> dict:
+    """``colors`` for a grid of learning-rate scales: one colorblind-safe hue per model, its scales in shades of it
+    from light (smallest) to dark (largest), so that a legend of 20 lines still reads as 4 models."""
+    order = label_order(data)
+    if not {"spec", "lr_scale"} <= set(data.columns) or data.groupby("spec")["lr_scale"].nunique().max() < 2:
+        return colors(order)
+    spec_of = dict(zip(data["model"], data["spec"]))
+    bases = colors(list(dict.fromkeys(spec_of[m] for m in order)))
+    out = {}
+    for spec, base in bases.items():
+        mine = [m for m in order if spec_of[m] == spec]
+        light, dark = (tuple(c + (end - c) * w for c in base) for end, w in ((1.0, 0.6), (0.0, 0.45)))
+        out.update(zip(mine, sns.blend_palette([light, base, dark], n_colors=len(mine))))
+    return out
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
 
@@ -53,7 +79,7 @@ def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, p
     return (caption, file name) pairs."""
     data = epochs[epochs["dataset"] == dataset].copy()
     data["test_accuracy_pct"] = 100 * data["test_accuracy"]
-    palette = colors(data["model"])
+    palette = grid_colors(data)  # in the tables' order: the legends list the models as the tables do
     figures = [
         ("Test accuracy by epoch", "accuracy-by-epoch", accuracy_by_epoch(data, dataset, palette)),
         ("Test accuracy against training time", "accuracy-by-time", accuracy_by_time(data, dataset, palette, target)),
@@ -72,8 +98,9 @@ def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, p
 def _by_epoch(data: pd.DataFrame, y: str, ylabel: str, title: str, palette: dict, highest: float) -> plt.Figure:
     devices = list(dict.fromkeys(data["device"]))
     g = sns.relplot(
-        data=data, x="epoch", y=y, hue="model", col="device", col_order=devices, col_wrap=min(len(devices), 3),
-        kind="line", errorbar=t_interval(0, highest), marker="o", palette=palette, height=HEIGHT, aspect=1.3,
+        data=data, x="epoch", y=y, hue="model", hue_order=list(palette), col="device", col_order=devices,
+        col_wrap=min(len(devices), 3), kind="line", errorbar=t_interval(0, highest), marker="o", palette=palette,
+        height=max(HEIGHT, 0.25 * len(palette)), aspect=1.3,
     )  # fmt: skip
     hardware = data.groupby("device")["hardware"].first()
     for device, ax in g.axes_dict.items():
@@ -107,7 +134,7 @@ def accuracy_by_time(data: pd.DataFrame, dataset: str, palette: dict, target: fl
     sns.lineplot(
         data=means, x="cumulative_seconds", y="test_accuracy_pct", hue="model", style="device" if several else None,
         units=None, estimator=None, sort=True, markers=True if several else None, marker=None if several else "o",
-        palette=palette, ax=ax,
+        palette=palette, hue_order=list(palette), ax=ax,
     )  # fmt: skip
     ax.axhline(100 * target, color="grey", linestyle=":", linewidth=1, label=f"target {100 * target:g}%")
     ax.set_xscale("log")
@@ -131,7 +158,7 @@ def seconds_per_epoch(data: pd.DataFrame, dataset: str) -> plt.Figure:
     per_training = trainings(data)
     means = per_training.groupby(["model", "device"])["seconds_per_epoch"].mean()
     log = bool(means.max() / means.min() > 10)  # numpy bools would pass as a log base
-    models, devices = list(dict.fromkeys(data["model"])), list(dict.fromkeys(data["device"]))
+    models, devices = label_order(data), list(dict.fromkeys(data["device"]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(models) * max(1, len(devices) / 2) + 2), 4.5))
     sns.barplot(
         data=per_training, x="model", y="seconds_per_epoch", hue="device", order=models, hue_order=devices,

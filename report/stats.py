@@ -176,10 +176,17 @@ def ratio(r: float) -> str:
 
 
 def _in_order_of_appearance(frame: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the order the runs wrote them (devices, then models as given), not alphabetical."""
+    """Rows in the order the runs wrote them (devices, then models as given), not alphabetical; the scales of one
+    model (``snn``, ``snn (lr x2)``, ...) together and ascending, whatever order a cluster finished them in."""
     order = {}
-    for column in ["dataset", "device", "model"]:
+    for column in ["dataset", "device"]:
         order[column] = {v: i for i, v in enumerate(dict.fromkeys(epochs[column]))}
+    if {"spec", "lr_scale"} <= set(epochs.columns):
+        specs = {v: i for i, v in enumerate(dict.fromkeys(epochs["spec"]))}
+        labels = epochs.drop_duplicates("model")
+        order["model"] = dict(zip(labels["model"], zip(labels["spec"].map(specs), labels["lr_scale"])))
+    else:
+        order["model"] = {v: i for i, v in enumerate(dict.fromkeys(epochs["model"]))}
     key = frame[["dataset", "device", "model"]].apply(lambda col: col.map(order[col.name]))
     return (
         frame.assign(_k0=key["dataset"], _k1=key["device"], _k2=key["model"])

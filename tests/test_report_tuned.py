@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as st
 from test_report import FFN, SNN, png_ok, rows, write_run
@@ -219,3 +220,31 @@ def test_results_readme_block_of_a_grid_shows_the_tuned_comparison_not_one_per_s
     assert "snn at x2" in text and "ffn at x4" in text
     assert text.count("- Each model tried 3 learning-rate scales") == 1  # one sentence, not a head-to-head per scale
     assert "](reference/grid/report/report.md)" in text
+
+
+def test_the_scales_of_a_model_are_listed_together_and_ascending_whatever_order_a_cluster_wrote(tmp_path):
+    """A Dask run writes its trainings' rows as they finish: the summary still lists snn's scales, then ffn's."""
+    epoch_rows = []
+    for model, scale in [("snn", 4.0), ("ffn", 2.0), ("snn", 1.0), ("ffn", 1.0), ("snn", 2.0), ("ffn", 4.0)]:
+        epoch_rows += grid_rows(model, scale, TEST[model][scale], VAL[model][scale])
+    text = build_report([write_grid(tmp_path / "run", epoch_rows)], tmp_path / "out").read_text()
+    summary = text[text.index("### Summary") : text.index("### SNN against FFN")]
+    listed = re.findall(r"^\| cpu +\| (\w+(?: \(lr x\d+\))?) +\|", summary, flags=re.M)
+    assert listed == ["snn", "snn (lr x2)", "snn (lr x4)", "ffn", "ffn (lr x2)", "ffn (lr x4)"]
+
+
+def test_figures_list_a_grid_as_the_tables_do_in_shades_of_one_hue_per_model():
+    from report import plots
+
+    epoch_rows = []
+    for model, scale in [("snn", 4.0), ("ffn", 2.0), ("snn", 1.0), ("ffn", 1.0), ("snn", 2.0), ("ffn", 4.0)]:
+        epoch_rows += grid_rows(model, scale, TEST[model][scale], VAL[model][scale])
+    data = pd.DataFrame(epoch_rows)
+    data["spec"], data["model"] = data["model"], pooling.labels(data["model"], data["lr_scale"])
+    assert plots.label_order(data) == ["snn", "snn (lr x2)", "snn (lr x4)", "ffn", "ffn (lr x2)", "ffn (lr x4)"]
+    palette = plots.grid_colors(data)
+    assert list(palette) == plots.label_order(data)
+    base = plots.colors(["snn", "ffn"])
+    assert palette["snn (lr x2)"] == pytest.approx(base["snn"], abs=0.01)  # the middle scale: the model's own hue
+    assert palette["ffn (lr x2)"] == pytest.approx(base["ffn"], abs=0.01)
+    assert sum(palette["snn"]) > sum(palette["snn (lr x2)"]) > sum(palette["snn (lr x4)"])  # light to dark
