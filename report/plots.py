@@ -20,7 +20,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from report.load import TRAINING  # noqa: E402
-from report.stats import mean_ci, trainings  # noqa: E402
+from report.stats import mean_ci, model_order, trainings  # noqa: E402
 
 DPI = 110
 HEIGHT = 3.6  # inches per panel: legible at normal size, and a few panels fit a page
@@ -47,11 +47,8 @@ def colors(models) -> dict:
 def label_order(data: pd.DataFrame) -> list[str]:
     """The model labels of ``data`` as the tables list them: models as the runs gave them, each model's learning-rate
     scales together and ascending (``snn (lr x0.5)``, ``snn``, ``snn (lr x2)``)."""
-    if not {"spec", "lr_scale"} <= set(data.columns):
-        return list(dict.fromkeys(data["model"]))
-    specs = {v: i for i, v in enumerate(dict.fromkeys(data["spec"]))}
-    labels = data.drop_duplicates("model")
-    return [m for _, _, m in sorted(zip(labels["spec"].map(specs), labels["lr_scale"], labels["model"]))]
+    order = model_order(data)
+    return sorted(order, key=order.__getitem__)
 
 
 def grid_colors(data: pd.DataFrame) -> dict:

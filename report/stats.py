@@ -175,18 +175,21 @@ def ratio(r: float) -> str:
     return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
 
 
+def model_order(epochs: pd.DataFrame) -> dict:
+    """A sort key per model label: models in the order the runs wrote them, the scales of one model (``snn``,
+    ``snn (lr x2)``, ...) together and ascending, whatever order a cluster finished them in."""
+    if not {"spec", "lr_scale"} <= set(epochs.columns):
+        return {v: i for i, v in enumerate(dict.fromkeys(epochs["model"]))}
+    specs = {v: i for i, v in enumerate(dict.fromkeys(epochs["spec"]))}
+    labels = epochs.drop_duplicates("model")
+    return dict(zip(labels["model"], zip(labels["spec"].map(specs), labels["lr_scale"])))
+
+
 def _in_order_of_appearance(frame: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     """Rows in the order the runs wrote them (devices, then models as given), not alphabetical; the scales of one
     model (``snn``, ``snn (lr x2)``, ...) together and ascending, whatever order a cluster finished them in."""
-    order = {}
-    for column in ["dataset", "device"]:
-        order[column] = {v: i for i, v in enumerate(dict.fromkeys(epochs[column]))}
-    if {"spec", "lr_scale"} <= set(epochs.columns):
-        specs = {v: i for i, v in enumerate(dict.fromkeys(epochs["spec"]))}
-        labels = epochs.drop_duplicates("model")
-        order["model"] = dict(zip(labels["model"], zip(labels["spec"].map(specs), labels["lr_scale"])))
-    else:
-        order["model"] = {v: i for i, v in enumerate(dict.fromkeys(epochs["model"]))}
+    order = {column: {v: i for i, v in enumerate(dict.fromkeys(epochs[column]))} for column in ["dataset", "device"]}
+    order["model"] = model_order(epochs)
     key = frame[["dataset", "device", "model"]].apply(lambda col: col.map(order[col.name]))
     return (
         frame.assign(_k0=key["dataset"], _k1=key["device"], _k2=key["model"])
