@@ -130,6 +130,7 @@ class ModelSpec:
 
     @property
     def info(self) -> ModelInfo:
+        model_class(self.name)  # a plug-in's spec unpickled in another process (a Dask worker): register it there too
         return INFO[self.name]
 
     def record(self) -> dict[str, Any]:
@@ -139,7 +140,7 @@ class ModelSpec:
                 "delay": info.delay}  # fmt: skip
 
     def build(self) -> nn.Module:
-        return MODELS[self.name](self.config)
+        return model_class(self.name)(self.config)
 
 
 def _format(value: Any) -> str:

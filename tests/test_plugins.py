@@ -48,6 +48,18 @@ def test_the_installed_example_is_listed_and_runs_end_to_end(example, tmp_path):
     assert meta["models"]["conv-snn:time_steps=2"]["kind"] == "spiking"
 
 
+def test_the_installed_example_runs_on_a_dask_cluster(example, tmp_path):
+    """A worker unpickles the plug-in's config but has no registry entry for it until the plug-in is loaded there."""
+    pytest.importorskip("distributed")
+    proc = bench_run(example, "--models", "conv-snn:time_steps=2", "ffn", "--dataset", "mnist-mini", *SMALL,
+                     "--executor", "dask", "--workers", "2", "--threads", "1", "--out", str(tmp_path))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "KeyError" not in proc.stderr and "failed" not in proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert {r["model"] for r in read_epochs(run_dir / "epochs.csv")} == {"conv-snn:time_steps=2", "ffn"}
+    assert {t["status"] for t in json.loads((run_dir / "run.json").read_text())["trainings"]} == {"complete"}
+
+
 def test_a_plug_in_dataset_sizes_the_models_and_feeds_the_metrics(example, tmp_path):
     proc = bench_run(example, "--models", "ffn", "snn:time_steps=4", "--dataset", "blobs", *SMALL, "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -151,6 +163,15 @@ def test_a_model_named_module_colon_class_runs_and_keeps_its_spec_as_label(plugi
     assert meta["models"][f"nets_{name}:Tiny"]["kind"] == "baseline"
     assert main(["--models", f"nets_{name}:Tiny:n_in=5,n_out=2", *SMALL, "--dataset", f"sets_{name}:load",
                  "--out", str(folder / "res2")]) == 0  # fmt: skip
+
+
+def test_a_model_named_module_colon_class_runs_on_a_dask_cluster(plugin_dir, capsys):
+    pytest.importorskip("distributed")
+    name, folder = plugin_dir
+    argv = ["--models", f"nets_{name}:Tiny", "ffn", *SMALL, "--executor", "dask", "--workers", "2", "--threads", "1"]
+    assert main([*argv, "--out", str(folder / "res")]) == 0, capsys.readouterr().err
+    (run_dir,) = (folder / "res").iterdir()
+    assert {r["model"] for r in read_epochs(run_dir / "epochs.csv")} == {f"nets_{name}:Tiny", "ffn"}
 
 
 @pytest.mark.parametrize("cls", list(BROKEN))
