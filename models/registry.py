@@ -18,6 +18,7 @@ model's label everywhere: CSV, console table, report.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -163,7 +164,10 @@ def _parse_value(cls: type, field: dataclasses.Field, text: str) -> Any:
         if kind is int:
             return int(text)
         if kind is float:
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):  # no constant of a model means anything at nan or inf
+                raise ValueError("not a finite number")
+            return value
         return kind(text)
     except ValueError as exc:
         raise SpecError(f"bad value {text!r} for {field.name} ({exc})") from None
@@ -195,6 +199,8 @@ def parse_spec(text: str, defaults: dict[str, Any] | None = None) -> ModelSpec:
             raise SpecError(f"{text!r}: expected key=value, got {item!r}; keys of {name}: {', '.join(fields)}")
         if key not in fields:
             raise SpecError(f"unknown key {key!r} for model {name}; valid keys: {', '.join(fields)}")
+        if key in values:
+            raise SpecError(f"{text!r}: {key} is given twice")
         values[key] = _parse_value(cls.Config, fields[key], raw.strip())
     values = {**{k: v for k, v in (defaults or {}).items() if k in fields}, **values}
     try:

@@ -78,6 +78,10 @@ class SNNReference(nn.Module):
 
         def __post_init__(self):
             check_positive(self, "hidden", "time_steps", "threshold", "n_in", "n_out")
+            if not 0 <= self.decay <= 1:  # above 1 the state grows without input; below 0 it flips sign every step
+                raise ValueError(f"decay must be in [0, 1], got {self.decay}")
+            if not self.penalty >= 0:  # a negative penalty would raise a neuron that fired instead of resetting it
+                raise ValueError(f"penalty must be >= 0, got {self.penalty}")
             if self.reset not in ("subtract", "proportional"):
                 raise ValueError(f"reset must be subtract or proportional, got {self.reset!r}")
 

@@ -1,3 +1,4 @@
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -87,11 +88,39 @@ def test_spec_is_canonicalised():
         ("snn:reset=hard", "choose from subtract, proportional"),
         ("ffn:hidden=-3", "hidden must be positive"),
         ("snn:time_steps", "expected key=value"),
+        ("snn:decay=-1", "decay must be in [0, 1]"),
+        ("snn:decay=1.5", "decay must be in [0, 1]"),
+        ("snn:penalty=-0.5", "penalty must be >= 0"),
+        ("snn:threshold=nan", "bad value 'nan' for threshold (not a finite number)"),
+        ("lif:beta=inf", "bad value 'inf' for beta (not a finite number)"),
+        ("snn:decay=0.5,decay=0.8", "decay is given twice"),
+        ("snn:decay=0.5, decay =0.5", "decay is given twice"),
     ],
 )
 def test_bad_specs_are_clear_errors(text, message):
-    with pytest.raises(SpecError, match=message.replace("(", r"\(")):
+    with pytest.raises(SpecError, match=re.escape(message)):
         parse_spec(text)
+
+
+def _numeric_fields():
+    import dataclasses
+    import typing
+
+    for name in sorted(MODELS):
+        hints = typing.get_type_hints(MODELS[name].Config)
+        for f in dataclasses.fields(MODELS[name].Config):
+            if hints[f.name] in (int, float):
+                yield name, f.name
+
+
+@pytest.mark.parametrize("name, key", list(_numeric_fields()))
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_every_numeric_key_of_every_built_in_model_is_range_checked(name, key, value):
+    """No built-in model has a key for which a negative count, rate or constant means anything: each is refused."""
+    if value in ("nan", "inf") and key in {"hidden", "time_steps", "n_in", "n_out"}:
+        value = "1.5"  # an int field refuses what is not an int
+    with pytest.raises(SpecError):
+        parse_spec(f"{name}:{key}={value}")
 
 
 def test_build_uses_the_config():

@@ -47,6 +47,10 @@ class ConvSNN(nn.Module):
         def __post_init__(self):
             if self.channels <= 0 or self.time_steps <= 0 or self.n_out <= 0:
                 raise ValueError("channels, time_steps and n_out must be positive")
+            if not 0 <= self.beta <= 1:
+                raise ValueError(f"beta must be in [0, 1], got {self.beta}")
+            if not (self.threshold > 0 and self.slope > 0):
+                raise ValueError("threshold and slope must be positive")
 
     def __init__(self, config: Config | None = None):
         super().__init__()
