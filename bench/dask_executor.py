@@ -43,6 +43,7 @@ from pathlib import Path
 
 from bench.checkpoint import CheckpointError
 from bench.cli import UsageError, one_line
+from bench.devices import cores
 from bench.executors import Ended, guarded
 from bench.train import Analysis, Epoch, Started
 
@@ -73,7 +74,7 @@ def prepare(args):
             return
         cluster = None
         if args.scheduler is None:
-            cluster = _local_cluster([t.device for t in tasks], args.workers or max(1, _cores() // threads))
+            cluster = _local_cluster([t.device for t in tasks], args.workers or max(1, cores() // threads))
             client = distributed.Client(cluster)
         else:
             client = _connect(args.scheduler)
@@ -309,7 +310,3 @@ def _existing(path: Path) -> Path:
     while not path.exists():
         path = path.parent
     return path
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

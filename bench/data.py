@@ -200,16 +200,23 @@ def hold_out(split: Split, n: int, seed: int = VALIDATION_SEED) -> tuple[Split, 
     (largest remainders round up), drawn by a generator of ``seed`` alone; both in the split's order."""
     labels = split.labels.cpu()
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
-    classes, counts = labels.unique(return_counts=True)
-    share = n * counts.double() / len(labels)
-    quota = share.floor().long()
-    quota[(share - quota).argsort(descending=True, stable=True)[: n - int(quota.sum())]] += 1
+    classes, counts, quota = held_out_counts(labels, n)
     held = torch.cat([order[labels[order] == c][:q] for c, q in zip(classes.tolist(), quota.tolist())]).sort().values
     kept = torch.ones(len(labels), dtype=torch.bool)
     kept[held] = False
     keep, device = kept.nonzero().squeeze(1), split.labels.device
     return (Split(split.images[keep.to(device)], split.labels[keep.to(device)]),
             Split(split.images[held.to(device)], split.labels[held.to(device)]))  # fmt: skip
+
+
+def held_out_counts(labels: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(classes, samples of each, how many of each ``hold_out`` holds out): each class its share of ``n``, the largest
+    remainders rounded up."""
+    classes, counts = labels.cpu().unique(return_counts=True)
+    share = n * counts.double() / len(labels)
+    quota = share.floor().long()
+    quota[(share - quota).argsort(descending=True, stable=True)[: n - int(quota.sum())]] += 1
+    return classes, counts, quota
 
 
 @functools.lru_cache(maxsize=4)

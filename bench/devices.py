@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from models.masks import cpu_model  # the models need it first: their native build is cached per CPU
@@ -9,6 +11,11 @@ from models.masks import cpu_model  # the models need it first: their native bui
 
 class DeviceError(ValueError):
     """A device that is unknown or not available on this machine."""
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def available_devices() -> list[str]:

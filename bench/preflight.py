@@ -19,7 +19,7 @@ from bench import config as train_config
 from bench import contract
 from bench import data as datasets
 from bench.cli import Parser, UsageError, positive
-from bench.devices import DeviceError, resolve_devices
+from bench.devices import DeviceError, cores, resolve_devices
 from bench.precision import problem as precision_problem
 from bench.record import check_unchanged, read_run, recorded_args, to_argv
 
@@ -137,6 +137,12 @@ def check_data(args: argparse.Namespace, data: datasets.Dataset) -> None:
     if n and n < data.info.n_classes:
         raise UsageError(f"--validation {n} is fewer than the {data.info.n_classes} classes of {args.dataset}: "
                          "a stratified split needs at least one of each")  # fmt: skip
+    if n:
+        classes, counts, held = datasets.held_out_counts(data.train.labels, n)
+        for c, count, h in zip(classes.tolist(), counts.tolist(), held.tolist()):
+            if h >= count:
+                raise UsageError(f"--validation {n} leaves class {data.info.class_names[c]} of {args.dataset} without a "
+                                 f"training sample (all {count} held out)")  # fmt: skip
 
 
 def check_models(args: argparse.Namespace, data: datasets.Dataset) -> None:
@@ -164,6 +170,12 @@ def warnings(args: argparse.Namespace, data: datasets.Dataset) -> list[str]:
     if config.optimizer == "adam" and not args.lr_given:
         found.append("--optimizer adam with the default --lr 0.1 0.05 0.01, the 2018 schedule for SGD: Adam usually "
                      "wants rates nearer 0.001")  # fmt: skip
+    if args.threads and args.threads > cores():
+        found.append(f"--threads {args.threads} is more than the {cores()} cores of this machine: the threads share them, "
+                     "and the seconds measure the sharing")  # fmt: skip
+    elif args.executor == "dask" and args.workers and args.scheduler is None and args.workers * (args.threads or 1) > cores():
+        found.append(f"--workers {args.workers} of {args.threads or 1} thread(s) each are more than the {cores()} cores of "
+                     "this machine: the trainings share them, and the seconds measure the sharing")  # fmt: skip
     n_train = len(data.train) - config.validation
     if config.batch_size > n_train:
         found.append(f"--batch-size {config.batch_size} is more than the {n_train} training samples of {args.dataset}: "

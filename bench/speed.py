@@ -214,16 +214,47 @@ def build_parser() -> Parser:
     return p
 
 
+def check_csv(path: str) -> None:
+    """UsageError unless ``path`` can be written: opened for appending (and removed again if that made it), before
+    any timing, so that minutes of timings never end in an error."""
+    if not Path(path).resolve().parent.is_dir():
+        raise UsageError(f"--csv: folder {Path(path).parent} does not exist")
+    existed = Path(path).exists()
+    try:
+        open(path, "a").close()
+    except OSError as exc:
+        raise UsageError(f"--csv {path} cannot be written ({exc.strerror})") from None
+    if not existed:
+        Path(path).unlink()
+
+
+def check_fits(workload: str, time_steps: int) -> None:
+    """UsageError for a T at which bench.run would refuse one of the workload's models: the same spec and data checks
+    (models.parse_spec, bench.data.check_fits on mnist-mini, the data every step here trains on)."""
+    from bench.data import check_fits as fits
+
+    for name in names(workload):
+        if name in FLOORS.values() or name in peers.PEERS or name == "ffn":
+            continue  # the floors and the peer copies have no spec of their own; the ffn has no T
+        try:
+            spec = models.parse_spec(f"{name}:time_steps={time_steps}")
+            fits(spec.label, spec.config, "mnist-mini", min_time_steps=spec.info.min_time_steps)
+        except (models.SpecError, ValueError) as exc:
+            raise UsageError(f"--time-steps {time_steps} does not fit the {workload} workload: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         devices = resolve_devices(args.device)
-        if args.csv and not Path(args.csv).resolve().parent.is_dir():
-            raise UsageError(f"--csv: folder {Path(args.csv).parent} does not exist")
+        if args.csv:
+            check_csv(args.csv)
         precisions = tuple(dict.fromkeys(args.precision))
         for precision in precisions:
             if why := amp.problem(precision, devices):
                 raise UsageError(why)
+        for workload in args.workload:
+            check_fits(workload, args.time_steps or WORKLOADS[workload])
     except (UsageError, DeviceError) as exc:
         print(f"bench.speed: error: {exc}", file=sys.stderr)
         return 2

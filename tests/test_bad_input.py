@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from bench import data as datasets
 from bench import results
 from bench.run import main
 
@@ -188,6 +189,22 @@ def test_arguments_that_run_but_probably_not_as_meant_get_a_warning(tmp_path, ca
     assert "bench.run: warning: 2 learning rates for 1 epoch(s): the last 1 never used" in err
     assert "bench.run: warning: --batch-size 7000 is more than the 6000 training samples of mnist-mini" in err
     assert "--optimizer adam" not in err
+
+
+def test_more_threads_than_cores_get_a_warning(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("bench.preflight.cores", lambda: 2)
+    argv = ["--models", "ffn", *SMALL, "--threads", "64"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert "bench.run: warning: --threads 64 is more than the 2 cores of this machine: the threads share them" in (
+        capsys.readouterr().err
+    )
+    assert main([*argv[:-1], "2", "--out", str(tmp_path / "b")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    from bench import preflight
+
+    args = preflight.parse_args(["--models", "ffn", *SMALL, "--executor", "dask", "--workers", "3", "--threads", "1"])
+    (line,) = preflight.warnings(args, datasets.load("mnist-mini"))
+    assert line.startswith("--workers 3 of 1 thread(s) each are more than the 2 cores of this machine")
 
 
 def test_adam_on_the_default_sgd_learning_rates_gets_a_warning(tmp_path, capsys):

@@ -107,6 +107,7 @@ def test_an_interrupted_grid_resumes_to_the_rows_of_a_whole_one(tmp_path, monkey
     [
         (["--validation", "6000"], "--validation 6000 is not below the 6000 training samples of mnist-mini"),
         (["--validation", "5"], "--validation 5 is fewer than the 10 classes of mnist-mini"),
+        (["--validation", "5995"], "--validation 5995 leaves class 0 of mnist-mini without a training sample (all 600 held out)"),
         (["--validation", "-1"], "argument --validation: expected a whole number >= 0, got '-1'"),
         (["--lr-scale", "0"], "argument --lr-scale: expected a positive float, got '0'"),
         (["--lr-scale", "nan"], "argument --lr-scale: expected a positive float, got 'nan'"),

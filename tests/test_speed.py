@@ -4,6 +4,8 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 import models
 from bench import peers, speed
 
@@ -59,3 +61,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     ):
         proc = subprocess.run([sys.executable, "-m", "bench.speed", *args], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--time-steps", "2", "--workload", "snn"], "snn:time_steps=2: time_steps=2 is below its minimum of 3"),
+        (["--csv", "/sys/speed.csv"], "--csv /sys/speed.csv cannot be written (Permission denied)"),
+        (["--csv", "{tmp}"], "cannot be written (Is a directory)"),
+    ],
+)
+def test_what_would_fail_after_the_timings_is_refused_before_them(tmp_path, capsys, monkeypatch, args, message):
+    timed = []
+    monkeypatch.setattr(speed, "measure", lambda *a, **k: timed.append(a) or {})
+    assert speed.main(["--repeats", "1", "--no-memory", *[a.format(tmp=tmp_path) for a in args]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not timed
+    assert list(tmp_path.iterdir()) == []  # the trial write of --csv leaves nothing behind
