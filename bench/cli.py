@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 
 
 class UsageError(Exception):
@@ -75,6 +76,14 @@ def one_of(*names: str):
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
-    """An exception as one line for a user or run.json: ``Type: message``, whitespace folded, at most ``limit`` chars."""
+    """An exception as one line for a user or run.json: ``Type: message``, whitespace folded, at most ``limit`` chars
+    (shortened between words)."""
     text = " ".join(str(exc).split())
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]
+    return shorten(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` with its whitespace folded, cut between words to at most ``limit`` characters, ending `` [...]``
+    where it was cut (a single word longer than that is cut inside it)."""
+    folded = " ".join(text.split())
+    return textwrap.shorten(folded, limit) if " " in folded[:limit] else folded[:limit]

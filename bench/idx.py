@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bench.cli import shorten
 from bench.data import DataError, Raw
 
 
@@ -37,9 +38,9 @@ def torchvision_raw(name: str, cls, data_dir: str | Path) -> Raw:
         except Exception as exc:  # torchvision raises many kinds; the user needs one line
             if created is not None:
                 shutil.rmtree(created, ignore_errors=True)
-            reason = " ".join(str(exc).split()) or type(exc).__name__
+            reason = shorten(str(exc), 400) or type(exc).__name__
             raise DataError(
-                f"cannot load {name} from {data_dir} or download it ({reason[:200]}); "
+                f"cannot load {name} from {data_dir} or download it ({reason}); "
                 f"--dataset mnist-mini ships with snnbench and needs no download"
             ) from None
         out[split] = (ds.data, ds.targets)

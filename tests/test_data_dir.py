@@ -105,6 +105,27 @@ def test_no_files_in_a_plain_folder_still_tries_the_download(tmp_path, monkeypat
     assert tried == [str(tmp_path / "data" / "MNIST" / "raw")]
 
 
+def test_a_long_download_error_is_given_whole_words(tmp_path, monkeypatch):
+    """torchvision names every mirror it tried: the reason is shortened, if at all, between words, never mid-word."""
+    import torchvision
+
+    mirrors = " ".join(f"Tried https://mirror{i}.example.org/mnist/, got: <urlopen error [Errno -2] Name or service not known>"
+                       for i in range(2))  # fmt: skip
+    said = [f"Error downloading train-images-idx3-ubyte.gz: {mirrors}"]
+
+    def offline(self):
+        raise RuntimeError(said[0])
+
+    def reason() -> str:
+        return load_error("mnist", tmp_path / "data").partition("or download it (")[2].rpartition("); --dataset")[0]
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    (tmp_path / "data").mkdir()
+    assert reason() == said[0]  # about 240 characters: whole
+    said[0] = " ".join([mirrors] * 9)
+    assert reason().endswith(" [...]") and set(reason()[: -len(" [...]")].split()) <= set(mirrors.split())
+
+
 def snapshot(root):
     return sorted((str(p.relative_to(root)), p.read_bytes() if p.is_file() else None) for p in root.rglob("*"))
 
