@@ -25,3 +25,24 @@ def generator(request, monkeypatch):
     else:
         monkeypatch.setattr(mask_rng, "_native", False)  # as SNNBENCH_NATIVE=0
     return request.param
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """pytest-benchmark's tables are turned off (--benchmark-quiet in pyproject.toml's addopts): its timings, in a few
+    lines. ``tox -e bench`` prints the tables and saves the runs for ``pytest-benchmark compare``."""
+    session = getattr(config, "_benchmarksession", None)
+    timed = [b for b in getattr(session, "benchmarks", []) if getattr(b, "stats", None) is not None]
+    if not timed or not getattr(session, "quiet", False):
+        return
+    import textwrap
+
+    groups: dict[str, int] = {}
+    for b in timed:
+        groups[b.group] = groups.get(b.group, 0) + 1
+    parts = []
+    for b in sorted(timed, key=lambda b: (str(b.group), b.name)):
+        variant = f" ({b.name.rpartition('-')[2].rstrip(']')})" if groups[b.group] > 1 else ""
+        parts.append(f"{b.group}{variant} {1e3 * b.stats.median:.3g}")
+    terminalreporter.write_sep("-", f"pytest-benchmark: {len(timed)} timings, median ms per call")
+    for line in textwrap.wrap("; ".join(parts), 120, break_on_hyphens=False):
+        terminalreporter.write_line(line)
