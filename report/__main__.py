@@ -37,13 +37,18 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
         from report import markdown, plots, tuned
         from report.load import load
         from report.pooling import sections
+        from report.runs import partial_epochs
 
         results = load(paths)  # load
         with folder.replacing(Path(out_dir), signals) as tmp:
+            if results.epochs.empty:  # run folders without a finished epoch: a report that says so and why
+                (tmp / "report.md").write_text(markdown.no_rows(results, [str(p) for p in paths]))
+                return Path(out_dir) / "report.md"
             figures, extra, grids = {}, {}, {}
             for s in sections(results.epochs):
                 prefix = plots.slug(s.dataset) if s.count == 1 else f"{plots.slug(s.dataset)}-schedule-{s.index}"
-                figures[s] = plots.draw_all(s.select(results.epochs), s.dataset, tmp, target, prefix)
+                partial = partial_epochs(s.select(results.epochs), results.runs)
+                figures[s] = plots.draw_all(s.select(results.epochs), s.dataset, tmp, target, prefix, partial)
                 extra[s] = spiking_sections(results, s, tmp, prefix)
                 grids[s] = tuned.section(s.select(results.epochs), results.runs, s.dataset, tmp, prefix)
             text = markdown.report(results, figures, [str(p) for p in paths], target, extra, grids)  # summarise
@@ -55,12 +60,13 @@ def spiking_sections(results: Results, s: Section, out_dir: Path, prefix: str) -
     """Activity and cost, neuron activity, the gradient window and the time-step sweep of one section, with their
     PNGs; each part only where its data exist, so reports of runs that recorded none of it read exactly as before."""
     from report import activity, neurons, sweep, window
+    from report.runs import partial_epochs
 
     data = s.select(results.epochs)
     mine = dataclasses.replace(results, epochs=data, windows=s.select(results.windows),
                                activity=[r for r in results.activity if s.holds(r)])  # fmt: skip
     return [
-        *activity.section(data),
+        *activity.section(data, partial_epochs(data, results.runs)),
         *neurons.section(mine, s.dataset, out_dir, prefix),
         *window.section(
             mine.windows,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from bench import schema
 from report import stats
 from report.load import TRAINING
-from report.markdown import table
+from report.markdown import per_epoch, table
 
 PJ_PER_MAC = 4.6  # 32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)
 PJ_PER_AC = 0.9  # 32-bit float add, same source: what a binary spike's synaptic event costs
@@ -89,11 +90,14 @@ def cost(data: pd.DataFrame) -> pd.DataFrame:
         out.loc[snn, "energy_ratio"] = out.loc[snn, "energy_pj"] / ref["energy_pj"]
         out.loc[snn, "train_ratio"] = out.loc[snn, "seconds_per_epoch"] / ref["seconds_per_epoch"]
         out.loc[snn, "inference_ratio"] = out.loc[snn, "inference_ms"] / ref["inference_ms"]
+    ratios = ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio"]
+    out[ratios] = out[ratios].where(np.isfinite(out[ratios].astype(float)))  # x / 0: no ratio, never "infx"
     return out
 
 
-def section(data: pd.DataFrame) -> list[str]:
-    """The "Activity and cost" Markdown of one dataset; nothing when no metric column holds a value."""
+def section(data: pd.DataFrame, partial: str | None = None) -> list[str]:
+    """The "Activity and cost" Markdown of one dataset; nothing when no metric column holds a value. ``partial``: the
+    runs' ``report.runs.partial_epochs``, said in the header of the seconds per epoch."""
     if not recorded(data, metric_columns(data)):
         return []
     lines = ["### Activity and cost", ""]
@@ -117,7 +121,7 @@ def section(data: pd.DataFrame) -> list[str]:
             f"{PJ_PER_MAC} pJ. Beside them, measured on the device: training seconds per epoch and inference milliseconds "
             "per test sample ((evaluation seconds - metric counting seconds) / test samples), means over every epoch and "
             "seed. Ratios are to the FFN named, on the same device.", "",
-            cost_table(costs), "",
+            cost_table(costs, partial), "",
             *_ratio_lines(costs),
             _assumptions(costs), "",
         ]  # fmt: skip
@@ -140,7 +144,7 @@ def activity_table(data: pd.DataFrame) -> str:
     return table(rows)
 
 
-def cost_table(costs: pd.DataFrame) -> str:
+def cost_table(costs: pd.DataFrame, partial: str | None = None) -> str:
     """The Markdown table of ``cost(data)``."""
     rows = [{
         "device": r["device"], "model": r["model"], "seeds": str(r["seeds"]),
@@ -148,7 +152,7 @@ def cost_table(costs: pd.DataFrame) -> str:
         "effective ACs/sample": _num(r["effective_acs"], ",.0f"),
         "energy proxy (µJ/sample)": _num(r["energy_pj"] / 1e6, ".3g"),
         "dense energy proxy (µJ/sample)": _num(r["dense_energy_pj"] / 1e6, ".3g"),
-        "train s/epoch": _num(r["seconds_per_epoch"], ".3g"), "inference ms/sample": _num(r["inference_ms"], ".3g"),
+        per_epoch(partial): _num(r["seconds_per_epoch"], ".3g"), "inference ms/sample": _num(r["inference_ms"], ".3g"),
         "vs FFN": r["ffn"] or "-", "effective ops ratio": _ratio(r["ops_ratio"]),
         "train time ratio": _ratio(r["train_ratio"]), "inference time ratio": _ratio(r["inference_ratio"]),
     } for r in costs.to_dict("records")]  # fmt: skip
@@ -158,8 +162,13 @@ def cost_table(costs: pd.DataFrame) -> str:
 def _ratio_lines(costs: pd.DataFrame) -> list[str]:
     """One sentence per SNN-like model with an FFN beside it: operations against seconds, in the same units."""
     lines = []
+    recorded_ops = dict(zip(zip(costs["device"], costs["model"]), costs["effective_ops"].notna()))
     for r in costs[costs["ffn"].notna()].to_dict("records"):
         if math.isnan(r["ops_ratio"]):
+            missing = [m for m in (r["model"], r["ffn"]) if not recorded_ops[(r["device"], m)]]
+            why = (f"{' and '.join(missing)} recorded no operation counts" if missing
+                   else f"{r['ffn']} recorded 0 effective operations")  # fmt: skip
+            lines.append(f"- {r['model']} on {r['device']}: no ratio of operations to {r['ffn']}: {why}.")
             continue
         text = (f"- {r['model']} on {r['device']}: {_ratio(r['ops_ratio'])} the effective synaptic operations of "
                 f"{r['ffn']} per test sample ({_ratio(r['energy_ratio'])} its energy proxy)")  # fmt: skip
@@ -221,12 +230,17 @@ def overhead(data: pd.DataFrame) -> str:
     rows = data.dropna(subset=["metrics_seconds"])
     counting, evaluation, training = rows["metrics_seconds"].sum(), rows["eval_seconds"].sum(), rows["train_seconds"].sum()
     sums = rows.groupby(["device", "model"], sort=False)[["metrics_seconds", "eval_seconds"]].sum()
-    shares = sums["metrics_seconds"] / sums["eval_seconds"]
+    shares = (sums["metrics_seconds"] / sums["eval_seconds"])[sums["eval_seconds"] > 0]
+    after = ("The inference times above exclude the counting, not what recording the activity may add to the forward "
+             "pass; run with --no-metrics for plain inference times.")  # fmt: skip
+    if not evaluation > 0 or shares.empty:
+        return (f"Metric counting overhead: counting the metrics took {counting:.3g} s in all, "
+                f"{_share(counting, training)} of the training time; the evaluation time recorded is 0 s, so no share "
+                f"of it can be given. {after}")  # fmt: skip
     (device, model), worst = shares.idxmax(), shares.max()
     return (f"Metric counting overhead: counting the metrics took {counting:.3g} s in all, {_share(counting, evaluation)} "
             f"of the evaluation time and {_share(counting, training)} of the training time (largest: {model} on {device}, "
-            f"{worst:.1%} of its evaluation time). The inference times above exclude the counting, not what recording the "
-            f"activity may add to the forward pass; run with --no-metrics for plain inference times.")  # fmt: skip
+            f"{worst:.1%} of its evaluation time). {after}")  # fmt: skip
 
 
 def _share(part: float, whole: float) -> str:

@@ -59,12 +59,27 @@ def check(out: Path) -> None:
 
 def prepare(out: Path) -> Path:
     """``out`` resolved (a symlinked folder: what it points to), after putting back a previous report that a killed
-    build left aside; ReportError when ``out`` is something the report must not replace."""
+    build left aside; ReportError when ``out`` is something the report must not replace, or cannot be written."""
     out = out.resolve()
+    writable(out)
     if out.parent.is_dir():
         recover(out)
     check(out)
     return out
+
+
+def writable(out: Path) -> None:
+    """ReportError unless the report can be written to ``out``: the nearest folder of its path that exists (its parent,
+    once made) must be a folder this process may write in, and so must ``out`` itself when it is one (its old report
+    is removed). Checked before any work, so that nothing is written."""
+    existing = out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ReportError(f"cannot write the report to {out}: {existing} is not a folder")
+    for folder in [existing, *([out] if out.is_dir() else [])]:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ReportError(f"cannot write the report to {out}: {folder} is not writable")
 
 
 def recover(out: Path) -> None:
@@ -103,11 +118,14 @@ def replacing(out: Path, signals: _Signals) -> Iterator[Path]:
     ``out`` is removed), else it is removed and ``out`` is left as it was. ``signals`` (from ``interruptible``) are held
     while the folders are swapped or cleaned up."""
     out = prepare(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     new = out.parent / f".{out.name}.tmp-{os.getpid()}"
     done = False
     try:
-        new.mkdir()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            new.mkdir()
+        except OSError as exc:  # what ``writable`` cannot foresee (a read-only file system, as root)
+            raise ReportError(f"cannot write the report to {out}: {exc.strerror}") from None
         yield new
         done = True
     finally:

@@ -35,6 +35,7 @@ WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
 # numeric when present: every other column of window.csv but its text ones (mean_abs_grad, isolated_*, epoch)
 WINDOW_OPTIONAL = [c for c in schema.WINDOW_COLUMNS if c not in {"run_id", "dataset", *WINDOW_REQUIRED}]
 REFERENCE = Path("results") / "reference"  # the shipped reference runs, beside a user's own in results/
+EXTRA = ["hardware", "kind", "spec", "schedule", "device_arg"]  # the columns load adds to epochs.csv's
 ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "image": 2, "logits": 1, "label": 0, "index": 0}
 
 
@@ -99,9 +100,11 @@ def load(paths: list[str | Path]) -> Results:
         warn(f"left out {REFERENCE} (the shipped reference runs); name it to include them")
 
     frames, runs, windows, activity = [], [], [], []
+    recorded = False  # whether any run.json was read: a run folder, not a stray CSV
     for source, csv in enumerate(csvs):
         frame = read_csv(csv)  # first: a CSV the report cannot use stops it before any warning
         meta = read_run_json(csv.parent / "run.json")
+        recorded |= bool(meta)
         run_id = meta.get("run_id") or csv.parent.name
         meta.update(run_id=run_id, path=str(csv.parent))
         frame["run_id"] = frame["run_id"].fillna(run_id)
@@ -128,7 +131,10 @@ def load(paths: list[str | Path]) -> Results:
             if record is not None:
                 activity.append(record)
     if not frames:
-        raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
+        if not recorded:
+            raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
+        # run folders whose trainings all failed, diverged or stopped before an epoch: the report says so (its runs)
+        return Results(pd.DataFrame(columns=list(dict.fromkeys([*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS, *EXTRA]))), runs)
     epochs = _split_mixed_hardware(pd.concat(frames, ignore_index=True))
     epochs, window_rows, activity, duplicates = pooling.drop_duplicates(epochs, *_same_device_names(epochs, windows, activity))
     return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 
 from bench import schema
 from report import pooling, stats
 from report.load import Results
-from report.runs import incomplete_trainings, scales, validation
+from report.runs import incomplete_trainings, partial_epochs, scales, validation, why
 
 ENVIRONMENT = ["python", "torch", "torchvision", "cuda", "snnbench", "git_commit", "platform", "cpu_count", "torch_threads"]
 
@@ -26,6 +27,11 @@ def table(rows: list[dict] | pd.DataFrame, numbers: bool = True) -> str:
         return "(none)"
     align = ["right" if numbers and frame[c].str.match(NUMBER).all() else "left" for c in frame.columns]
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def per_epoch(partial: str | None = None) -> str:
+    """The header of a column of training seconds per epoch; it says when the epochs were cut short (--max-batches)."""
+    return "train s/epoch" + (f" ({partial})" if partial else "")
 
 
 def report(
@@ -60,13 +66,51 @@ def report(
     dropped = results.duplicates
     empty = [m for m in runs if m["run_id"] not in {*epochs["run_id"], *dropped.get("run_id", [])}]
     if empty:
-        lines += ["Runs without any result row (not used): " + ", ".join(f"`{m['run_id']}` ({_status(m)})" for m in empty), ""]
+        lines += ["Runs without any result row (not used): " + ", ".join(f"`{m['run_id']}` ({_why_empty(m)})" for m in empty), ""]
     # dropped repeats still show how far their run got: a run is not incomplete because its trainings were repeats
     incomplete = incomplete_trainings(pd.concat([epochs, dropped]) if len(dropped) else epochs, runs).drop_duplicates()
     for s in sections:
-        notes = _schedule_note(s) + [pooling.duplicates_note(s.select(dropped)) if len(dropped) else None]
+        partial = partial_epochs(s.select(epochs), runs)
+        notes = _schedule_note(s) + [pooling.duplicates_note(s.select(dropped)) if len(dropped) else None,
+                                     _partial_note(s.select(epochs), runs, partial)]  # fmt: skip
         lines += section(s, s.select(epochs), runs, incomplete, figures.get(s, []), target, (extra or {}).get(s, []),
-                         [n for n in notes if n], (tuned or {}).get(s, []))  # fmt: skip
+                         [n for n in notes if n], (tuned or {}).get(s, []), partial)  # fmt: skip
+    return "\n".join(lines)
+
+
+def no_rows(results: Results, sources: list[str]) -> str:
+    """The report of runs where no training finished an epoch (every one diverged, failed or was stopped in its first):
+    there is nothing to compare, and it says so, with each run's record and each training's status and why."""
+    lines = [
+        "# snnbench report", "",
+        f"Built from {len(results.runs)} run(s) found in {', '.join(f'`{s}`' for s in sources)}. No training finished an "
+        "epoch, so there is nothing to compare: no accuracy tables, no comparison, no time to accuracy and no figures. "
+        "What each run recorded of its trainings follows.", "",
+    ]  # fmt: skip
+    first: dict[str, dict] = {}
+    for m in results.runs:
+        first.setdefault(m["run_id"], m)
+    for m in first.values():
+        schedule = m.get("schedule") or {}
+        trainings = [t for t in m.get("trainings") or [] if isinstance(t, dict)]
+        scaled = any(t.get("lr_scale", 1.0) != 1 for t in trainings)
+        rows = [{
+            "run": m["run_id"], "model": str(t.get("model", "?")), "device": str(t.get("device", "?")),
+            "seed": str(t.get("seed", "?")),
+            **({"lr scale": pooling.scale_text(float(t.get("lr_scale", 1.0)))} if scaled else {}),
+            "status": str(t.get("status", "?")), "epochs done": f"{t.get('epochs_done', 0)} of {schedule.get('epochs', '?')}",
+            "why": str(t.get("detail") or "-"),
+        } for t in trainings]  # fmt: skip
+        lines += [
+            f"## Run `{m['run_id']}`", "",
+            table([{"status": _status(m), "dataset": m.get("dataset", "?"), "started": m.get("started", "?"),
+                    "finished": m.get("finished") or "-", "devices": ", ".join(m.get("devices", [])),
+                    "seeds": " ".join(map(str, m.get("seeds", []))), **_schedule(schedule)}]), "",
+            "Command:", "", "```", m.get("command", "(unknown)"), "```", "",
+            "Trainings:", "", table(rows) if rows else "(run.json lists none)", "",
+        ]  # fmt: skip
+        if any(t.get("status") == "failed" for t in trainings) or (Path(m.get("path", "")) / "errors.log").is_file():
+            lines += [f"The tracebacks of the failed trainings are in `{Path(m.get('path', '.')) / 'errors.log'}`.", ""]
     return "\n".join(lines)
 
 
@@ -76,7 +120,7 @@ def heading(s: pooling.Section) -> str:
     return f"## Dataset `{s.dataset}`, schedule {s.index} of {s.count}: {s.schedule}"
 
 
-def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=(), tuned=()) -> list[str]:
+def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=(), tuned=(), partial=None) -> list[str]:
     ids = list(dict.fromkeys(data["run_id"]))
     first: dict[str, dict] = {}
     for m in runs:
@@ -86,7 +130,7 @@ def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(
     return [
         heading(s), "",
         *provenance(data, meta, incomplete[incomplete["run_id"].isin(ids)], notes),
-        "### Summary", "", summary_table(data, marked), "",
+        "### Summary", "", summary_table(data, marked, partial), "",
         *(["\\* includes incomplete trainings (see above).", ""] if marked else []),
         *head_to_head(data),
         *tuned,
@@ -94,7 +138,7 @@ def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(
         "Cumulative training seconds until the test accuracy after an epoch first reaches the target; the mean is over "
         "the seeds that reached it.", "",
         time_table(data, target), "",
-        "### Devices", "", devices_table(data), "",
+        "### Devices", "", devices_table(data, partial), "",
         *extra,
         "### Figures", "",
         *[f"**{caption}**\n\n![{caption}]({file})\n" for caption, file in figures],
@@ -121,7 +165,8 @@ def provenance(data, meta, incomplete, notes=()) -> list[str]:
     ]  # fmt: skip
     if len(incomplete):
         lines += ["Incomplete trainings (fewer epochs than the schedule asked for; 0 = no epoch finished):", "",
-                  table(incomplete.rename(columns={"run_id": "run", "epochs": "epochs reached", "expected": "epochs asked"})),
+                  table(incomplete.rename(columns={"run_id": "run", "epochs": "epochs reached", "expected": "epochs asked",
+                                                   "why": "why (run.json)"})),
                   ""]  # fmt: skip
     elif all(m.get("status") == "complete" for m in meta):
         lines += ["Every run is complete and every training reached the epochs its schedule asked for.", ""]
@@ -129,7 +174,7 @@ def provenance(data, meta, incomplete, notes=()) -> list[str]:
     return lines
 
 
-def summary_table(data: pd.DataFrame, marked: set) -> str:
+def summary_table(data: pd.DataFrame, marked: set, partial: str | None = None) -> str:
     rows = []
     for r in stats.summary(data).itertuples():
         epochs = str(r.epochs_max) if r.epochs_min == r.epochs_max else f"{r.epochs_min}-{r.epochs_max}"
@@ -138,9 +183,9 @@ def summary_table(data: pd.DataFrame, marked: set) -> str:
             "seeds": f"{r.seeds}{'*' if (r.device, r.model) in marked else ''}", "epochs": epochs,
             "final test acc. (%, mean ± 95% CI)": _pm(r.final_accuracy, r.ci_low, r.ci_high),
             "best test acc. (%)": f"{100 * r.best_accuracy:.2f}",
-            "train s/epoch": f"{r.seconds_per_epoch:.3g}",
+            per_epoch(partial): f"{r.seconds_per_epoch:.3g}",
             "total train s (all seeds)": f"{r.train_seconds:.1f}",
-            "train samples/s": f"{r.samples_per_second:,.0f}",
+            "train samples/s": f"{r.samples_per_second:,.0f}" if math.isfinite(r.samples_per_second) else "-",
         })  # fmt: skip
     return table(rows)
 
@@ -193,15 +238,17 @@ def time_table(data: pd.DataFrame, target: float) -> str:
     return table(rows)
 
 
-def devices_table(data: pd.DataFrame) -> str:
+def devices_table(data: pd.DataFrame, partial: str | None = None) -> str:
     rows = []
     for r in stats.devices(data).itertuples():
         if r.device == "cpu":
             speedup = "reference"
+        elif math.isnan(r.speedup):
+            speedup = "cpu not measured"
         else:
-            speedup = "cpu not measured" if math.isnan(r.speedup) else f"{r.speedup:.3g}x"
+            speedup = f"{r.speedup:.3g}x" if math.isfinite(r.speedup) else "-"  # 0 s on the device: no ratio
         rows.append({"model": r.model, "device": r.device, "hardware": r.hardware,
-                     "train s/epoch": f"{r.seconds_per_epoch:.3g}", "speed-up over cpu": speedup})  # fmt: skip
+                     per_epoch(partial): f"{r.seconds_per_epoch:.3g}", "speed-up over cpu": speedup})  # fmt: skip
     return table(rows)
 
 
@@ -209,6 +256,25 @@ def _pm(mean: float, low: float, high: float) -> str:
     if math.isnan(low):
         return f"{100 * mean:.2f} (one seed)"
     return f"{100 * mean:.2f} ± {100 * (high - mean):.2f}"
+
+
+def _partial_note(data: pd.DataFrame, runs: list[dict], partial: str | None) -> str | None:
+    if not partial:
+        return None
+    samples = sorted(set(data["train_samples"].astype(int)))
+    counted = " or ".join(f"{n:,}" for n in samples[:3]) + (" ..." if len(samples) > 3 else "")
+    return (f"**Note:** every epoch here stopped at {partial.split(': ', 1)[1]} ({counted} training samples): training "
+            "seconds per epoch are of partial epochs, and neither they nor the accuracies compare with those of runs "
+            "over whole epochs.")  # fmt: skip
+
+
+def _why_empty(meta: dict) -> str:
+    """A run without rows: its status, and what run.json says of each training that stopped."""
+    stopped = [t for t in meta.get("trainings") or [] if isinstance(t, dict) and t.get("status") != "complete"]
+    told = [f"{t.get('model')} on {t.get('device')}, seed {t.get('seed')}: "
+            f"{why(meta, t.get('model'), t.get('device'), t.get('seed'), t.get('lr_scale', 1.0)).replace(': ', ', ', 1)}"
+            for t in stopped]  # fmt: skip
+    return "; ".join([_status(meta), *told])
 
 
 def _status(meta: dict) -> str:

@@ -40,8 +40,31 @@ def traced(o1: np.ndarray) -> int:
     return int(np.argmin(distance)) if np.isfinite(distance).any() else 0
 
 
-def predicted(record: dict) -> int:
-    return int(np.argmax(record["logits"]))
+def predicted(record: dict) -> int | None:
+    """The class the logits pick; None when they are not all finite (a NaN would pick class 0 with nothing behind it)."""
+    logits = record["logits"]
+    return int(np.argmax(logits)) if np.isfinite(logits).all() else None
+
+
+def prediction(record: dict) -> str:
+    """``predicted 3``, or why there is no prediction."""
+    guess = predicted(record)
+    return "no prediction (its logits are not finite)" if guess is None else f"predicted {guess}"
+
+
+def oddities(record: dict) -> list[str]:
+    """What the pictures cannot show by themselves: a layer 1 that never fired on the digit, values that are not
+    finite (left blank in the heatmaps)."""
+    found = []
+    if not (record["layer1_o"] > 0).any():
+        found.append("its layer 1 never fired on this digit (no output > 0 at any step: the traced neuron is silent)")
+    for layer in (1, 2):
+        for key, name in (("v", "inner state"), ("o", "output")):
+            bad = int((~np.isfinite(record[f"layer{layer}_{key}"])).sum())
+            if bad:
+                found.append(f"its layer {layer} {name} holds {bad} value{'s' if bad != 1 else ''} that "
+                             f"{'are' if bad != 1 else 'is'} not finite (left blank in the heatmap)")  # fmt: skip
+    return found
 
 
 def threshold(results: Results, record: dict) -> float | None:
@@ -68,23 +91,31 @@ def figure(record: dict, threshold: float | None = None) -> plt.Figure:
     notes = fig.add_subplot(grid[1, 0])
     notes.axis("off")
     fired = int((record["layer1_o"][:, neuron] > 0).sum())
-    facts = [f"true label {label}", f"predicted {predicted(record)}", f"T = {steps} time steps", f"{hidden} hidden neurons",
+    facts = [f"true label {label}", prediction(record), f"T = {steps} time steps", f"{hidden} hidden neurons",
              f"traced: layer-1 neuron {neuron}", f"(output > 0 at {fired} of {steps} steps)"]  # fmt: skip
     notes.text(0, 0.5, "\n".join(facts), va="center", fontsize=9)
     _trace(fig.add_subplot(grid[2, 0:2]), record["layer1_v"][:, neuron], record["layer1_o"][:, neuron], threshold,
            f"layer 1, neuron {neuron}: output > 0 at {fired} of {steps} steps")  # fmt: skip
-    _trace(fig.add_subplot(grid[2, 2]), record["layer2_v"][:, label], record["layer2_o"][:, label], threshold,
+    ax = fig.add_subplot(grid[2, 2])
+    _trace(ax, record["layer2_v"][:, label], record["layer2_o"][:, label], threshold,
            f"layer 2, output neuron {label} (the true label)")  # fmt: skip
+    # one legend for both traces (the same lines), under them: never over a trace
+    fig.legend(*ax.get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.045), ncol=3, fontsize=9,
+               frameon=False)  # fmt: skip
     fig.suptitle(f"{record['model']}, seed {record['seed']}: test index {record['index']}, true label {label}, "
-                 f"predicted {predicted(record)}", fontsize=12)  # fmt: skip
+                 f"{prediction(record)}", fontsize=12)  # fmt: skip
     return fig
 
 
 def _heatmap(fig: plt.Figure, ax: plt.Axes, values: np.ndarray, title: str, diverging: bool) -> None:
     """Neurons down, time steps across (values is (T, n)); v on a diverging map centred at 0, o on a sequential one."""
     steps, n = values.shape
-    top = float(np.abs(values).max()) or 1.0  # all zero: any scale shows it
-    norm = Normalize(-top, top) if diverging else Normalize(0, max(float(values.max()), 1e-12))
+    finite = values[np.isfinite(values)]  # the scale from the finite values; the others are left blank
+    top = float(np.abs(finite).max()) if finite.size else 0.0
+    top = top or 1.0  # all zero: any scale shows it
+    peak = float(finite.max()) if finite.size else 0.0
+    norm = Normalize(-top, top) if diverging else Normalize(0, peak if peak > 0 else 1.0)  # nothing fired: 0 to 1
+    values = np.where(np.isfinite(values), values, np.nan)  # NaN draws as blank, where an infinity would saturate
     shown = ax.imshow(values.T, aspect="auto", interpolation="nearest", cmap="RdBu_r" if diverging else "viridis",
                       norm=norm, extent=(0.5, steps + 0.5, n - 0.5, -0.5))  # fmt: skip
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
@@ -96,6 +127,7 @@ def _heatmap(fig: plt.Figure, ax: plt.Axes, values: np.ndarray, title: str, dive
 
 def _trace(ax: plt.Axes, v: np.ndarray, o: np.ndarray, threshold: float | None, title: str) -> None:
     t = np.arange(1, len(v) + 1)
+    v, o = (np.where(np.isfinite(x), x, np.nan) for x in (v, o))  # a gap where a value is not finite
     ax.plot(t, v, label="inner state v", linewidth=1.2)
     ax.plot(t, o, label="output o", linewidth=1.2)
     if threshold is not None:
@@ -103,7 +135,6 @@ def _trace(ax: plt.Axes, v: np.ndarray, o: np.ndarray, threshold: float | None, 
     ax.set(xlabel="time step", title=title)
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
 
 
 def section(results: Results, dataset: str, out_dir: Path, prefix: str | None = None) -> list[str]:
@@ -133,6 +164,9 @@ def section(results: Results, dataset: str, out_dir: Path, prefix: str | None = 
         fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
         plt.close(fig)
         caption = (f"Neuron activity of {model} (seed {record['seed']}, {record['device']}, run {record['run_id']}) on "
-                   f"test index {record['index']}: true label {record['label']}, predicted {predicted(record)}")  # fmt: skip
+                   f"test index {record['index']}: true label {record['label']}, {prediction(record)}")  # fmt: skip
+        notes = oddities(record)
         lines.append(f"**{caption}**\n\n![{caption}]({file})\n")
+        if notes:
+            lines.append(f"Note on {model}: {'; '.join(notes)}.\n")
     return lines

@@ -71,16 +71,19 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "dataset"
 
 
-def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, prefix: str | None = None):
+def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, prefix: str | None = None,
+             partial: str | None = None):  # fmt: skip
     """Write the figures of one dataset into ``out_dir``, files named ``PREFIX-*.png`` (default: the dataset's slug);
-    return (caption, file name) pairs."""
+    return (caption, file name) pairs. ``partial``: ``report.runs.partial_epochs`` of the runs, said in the titles of
+    the figures of time per epoch."""
     data = epochs[epochs["dataset"] == dataset].copy()
     data["test_accuracy_pct"] = 100 * data["test_accuracy"]
     palette = grid_colors(data)  # in the tables' order: the legends list the models as the tables do
+    per_epoch = "Training seconds per epoch" + (f" ({partial})" if partial else "")
     figures = [
         ("Test accuracy by epoch", "accuracy-by-epoch", accuracy_by_epoch(data, dataset, palette)),
         ("Test accuracy against training time", "accuracy-by-time", accuracy_by_time(data, dataset, palette, target)),
-        ("Training seconds per epoch", "seconds-per-epoch", seconds_per_epoch(data, dataset)),
+        (per_epoch, "seconds-per-epoch", seconds_per_epoch(data, dataset, partial)),
         ("Training loss by epoch", "loss-by-epoch", loss_by_epoch(data, dataset, palette)),
     ]
     out = []
@@ -149,12 +152,13 @@ def finish(fig: plt.Figure, ax: plt.Axes) -> plt.Figure:
     return fig
 
 
-def seconds_per_epoch(data: pd.DataFrame, dataset: str) -> plt.Figure:
+def seconds_per_epoch(data: pd.DataFrame, dataset: str, partial: str | None = None) -> plt.Figure:
     """Bars: mean over seeds of each training's mean seconds per epoch, whiskers from the fastest to the slowest seed
-    (always positive, so a log axis works); log y when the bars span more than 10x."""
+    (always positive, so a log axis works); log y when the bars span more than 10x (and none is 0, which a log axis
+    cannot show). ``partial``: what the title says of epochs cut short by --max-batches."""
     per_training = trainings(data)
     means = per_training.groupby(["model", "device"])["seconds_per_epoch"].mean()
-    log = bool(means.max() / means.min() > 10)  # numpy bools would pass as a log base
+    log = bool(means.min() > 0 and means.max() / means.min() > 10)  # numpy bools would pass as a log base
     models, devices = label_order(data), list(dict.fromkeys(data["device"]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(models) * max(1, len(devices) / 2) + 2), 4.5))
     sns.barplot(
@@ -167,8 +171,9 @@ def seconds_per_epoch(data: pd.DataFrame, dataset: str) -> plt.Figure:
         if bar.get_height() > 0:
             ax.annotate(f"{bar.get_height():.3g}", (bar.get_x() + 0.78 * bar.get_width(), bar.get_height()),
                         xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)  # fmt: skip
+    cut = f"({partial})\n" if partial else ""  # epochs cut short by --max-batches: said first, on a line of its own
     ax.set(xlabel="model", ylabel="training time per epoch (s" + (", log scale)" if log else ")"),
-           title=f"{dataset}: training seconds per epoch (mean over seeds; whiskers: fastest to slowest seed)")  # fmt: skip
+           title=f"{dataset}: training seconds per epoch {cut}(mean over seeds; whiskers: fastest to slowest seed)")  # fmt: skip
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(title="device", fontsize=9)

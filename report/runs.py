@@ -41,7 +41,8 @@ def incomplete_trainings(epochs: pd.DataFrame, runs: list[dict]) -> pd.DataFrame
     """Trainings that stopped short of the schedule, and trainings run.json asked for that have no row at all.
 
     Columns: run_id, dataset, device, model (its label, with the learning-rate scale), seed, epochs (reached), expected
-    (epochs asked for). A run asked for each model x device x seed at each of its ``args.lr_scale`` (absent: 1).
+    (epochs asked for), why (``why``). A run asked for each model x device x seed at each of its ``args.lr_scale``
+    (absent: 1).
     """
     rows = []
     reached = epochs.groupby(["run_id", "device_arg", "spec", "seed", "lr_scale"])["epoch"].max()
@@ -53,15 +54,66 @@ def incomplete_trainings(epochs: pd.DataFrame, runs: list[dict]) -> pd.DataFrame
         ran = reached[reached.index.get_level_values("run_id") == meta["run_id"]]
         for (run_id, device, model, seed, scale), last in ran.items():
             if last < expected:
-                rows.append((run_id, dataset, device, pooling.label(model, scale), seed, int(last), expected))
+                why_ = why(meta, model, device, seed, scale)
+                rows.append((run_id, dataset, device, pooling.label(model, scale), seed, int(last), expected, why_))
         for device in meta.get("devices", []):
             for model in meta.get("models", {}):
                 for seed in meta.get("seeds", []):
                     for scale in scales(meta):
                         if (meta["run_id"], device, model, seed, scale) not in ran.index:
-                            rows.append((meta["run_id"], dataset, device, pooling.label(model, scale), seed, 0, expected))
-    columns = ["run_id", "dataset", "device", "model", "seed", "epochs", "expected"]
+                            rows.append((meta["run_id"], dataset, device, pooling.label(model, scale), seed, 0, expected,
+                                         why(meta, model, device, seed, scale)))  # fmt: skip
+    columns = ["run_id", "dataset", "device", "model", "seed", "epochs", "expected", "why"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def training(meta: dict, model: str, device: str, seed, scale: float = 1.0) -> dict:
+    """run.json's entry of one training (status, epochs_done, detail), or {} where the run does not record it."""
+    for t in meta.get("trainings") or []:
+        if not isinstance(t, dict):
+            continue
+        recorded = t.get("lr_scale", 1.0)
+        if (t.get("model"), t.get("device"), t.get("seed")) == (model, device, seed) and recorded in (scale, None):
+            return t
+    return {}
+
+
+STOPPED = {  # a training's status in run.json, when it stopped short, in words
+    "diverged": "diverged",
+    "failed": "failed (its traceback is in the run's errors.log)",
+    "oom": "out of memory",
+    "interrupted": "interrupted",
+    "running": "still running, or killed",
+    "pending": "never started",
+}
+
+
+def why(meta: dict, model: str, device: str, seed, scale: float = 1.0) -> str:
+    """Why a training stopped short, as its run.json says: its status and detail, else the run's status."""
+    entry = training(meta, model, device, seed, scale)
+    status = entry.get("status")
+    if status is None:
+        run = meta.get("status")
+        return f"run {'running, or killed' if run == 'running' else run}" if run else "not recorded"
+    text = STOPPED.get(status, status)
+    return f"{text}: {entry['detail']}" if entry.get("detail") else text
+
+
+def partial_epochs(epochs: pd.DataFrame, runs: list[dict]) -> str | None:
+    """``partial epochs: --max-batches 10`` when the runs of ``epochs`` capped their epochs with --max-batches and a
+    training reached the cap (its ``train_samples`` of an epoch are max_batches x batch size: less than the data when
+    the cap cut it), else None: a cap the data never reached left the epochs whole."""
+    ids = set(epochs["run_id"]) if len(epochs) else set()
+    caps = set()
+    for meta in runs:
+        schedule = meta.get("schedule") or {}
+        cap, batch = schedule.get("max_batches"), schedule.get("batch_size")
+        if meta.get("run_id") not in ids or not isinstance(cap, int) or cap <= 0:
+            continue
+        samples = epochs.loc[epochs["run_id"] == meta["run_id"], "train_samples"]
+        if not isinstance(batch, int) or (samples >= cap * batch).any():
+            caps.add(cap)
+    return f"partial epochs: --max-batches {', '.join(map(str, sorted(caps)))}" if caps else None
 
 
 def scales(meta: dict) -> list[float]:

@@ -41,7 +41,48 @@ def long_form(windows: pd.DataFrame) -> pd.DataFrame:
         for name, (relative, pairs) in SELECTIONS.items()
         if relative in windows.columns and windows[relative].notna().any()
     ]
+    if not parts:  # no training with a gradient to show (see ``usable``): no rows, the columns still there
+        return pd.DataFrame(columns=[*base, "relative", "pairs", "selection"])
     return pd.concat(parts, ignore_index=True)
+
+
+def usable(windows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``windows`` split into the rows of the trainings whose window can be computed (a relative gradient at some dt,
+    over all spikes), and one row per training whose window cannot: KEY, ``reset`` and ``why``.
+
+    A layer 1 that never fired has no (spike, input) pair at all; spikes whose gradient is 0 give nothing to be relative
+    to. Either way ``relative`` is NaN at every dt, and the training says nothing of the window's shape."""
+    if windows.empty:
+        return windows, pd.DataFrame(columns=[*KEY, "why"])
+    known = windows.groupby(KEY, sort=False)["relative"].transform(lambda r: r.notna().any()).astype(bool)
+    rows = []
+    for key, g in windows[~known].groupby(KEY, sort=False):
+        fired = g.loc[g["dt"] == 0, "pairs"].sum() > 0
+        why = ("no gradient reached its spikes (the gradient at dt = 0 is 0, so nothing is relative to it)" if fired
+               else "it never fired (0 spike pairs)")  # fmt: skip
+        rows.append({**dict(zip(KEY, key)), "why": why})
+    return windows[known], pd.DataFrame(rows, columns=[*KEY, "why"])
+
+
+def not_computed(left_out: pd.DataFrame, windows: pd.DataFrame) -> list[str]:
+    """Sentences naming the trainings ``usable`` left out, and why: per device x model when none of its trainings has
+    a window, else per training."""
+    if left_out.empty:
+        return []
+    kept = set(zip(windows["device"], windows["model"])) if len(windows) else set()
+    whole, single = [], []
+    for (device, model, why), g in left_out.groupby(["device", "model", "why"], sort=False):
+        seeds = ", ".join(map(str, sorted(g["seed"])))
+        if (device, model) in kept:
+            single += [f"seed {r.seed} of {model} on {device} (run {r.run_id}): {why}" for r in g.itertuples()]
+        else:
+            count = f"{len(g)} trainings (seeds {seeds})" if len(g) > 1 else f"1 training (seed {seeds})"
+            its = "any of its" if len(g) > 1 else "its"
+            whole.append(f"The gradient window of {model} on {device} could not be computed: {why} in {its} {count}.")
+    lines = [*whole]
+    if single:
+        lines.append("Left out of the window: " + "; ".join(single) + ".")
+    return [" ".join(lines), ""]
 
 
 def fits(windows: pd.DataFrame) -> pd.DataFrame:
@@ -50,7 +91,7 @@ def fits(windows: pd.DataFrame) -> pd.DataFrame:
     The fitted decay is NaN where fewer than two dt in 1..20 have relative > 0 (nothing to fit).
     """
     rows = []
-    for (device, model, run_id, seed, selection), g in long_form(windows).groupby(KEY + ["selection"], sort=False):
+    for (device, model, run_id, seed, selection), g in long_form(usable(windows)[0]).groupby(KEY + ["selection"], sort=False):
         points = g[(g["dt"] >= 1) & (g["dt"] <= MAX_DT) & (g["relative"] > 0)]
         fitted = r2 = math.nan
         if points["dt"].nunique() >= 2:
@@ -61,7 +102,7 @@ def fits(windows: pd.DataFrame) -> pd.DataFrame:
             "decay": float(g["decay"].iloc[0]), "fitted_decay": fitted, "r2": r2,
             "pairs_dt0": g.loc[g["dt"] == 0, "pairs"].sum(),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*KEY, "selection", "reset", "decay", "fitted_decay", "r2", "pairs_dt0"])
 
 
 def summary(windows: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +122,8 @@ def summary(windows: pd.DataFrame) -> pd.DataFrame:
             "decay": g["decay"].iloc[0], "fitted_decay": mean, "ci_low": low, "ci_high": high, "r2": g["r2"].mean(),
             "pairs_dt0": g["pairs_dt0"].mean(),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["device", "model", "selection", "seeds", "fitted_seeds", "reset", "decay",
+                                       "fitted_decay", "ci_low", "ci_high", "r2", "pairs_dt0"])  # fmt: skip
 
 
 def verdict(r: dict) -> str:
@@ -218,12 +260,16 @@ def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path
     if windows.empty:
         return []
     unmeasured = [m for m in spiking if m not in set(windows["model"])]
+    windows, left_out = usable(windows)
+    unusable = not_computed(left_out, windows)
     missing = [] if not unmeasured else [
         f"Not measured for {', '.join(unmeasured)}. The window is defined for the 2018 design, whose gradient flows back "
         "only through the steps where a neuron fired (its graded output) and is cut by its reset; a surrogate-gradient "
         "LIF passes gradient through every step, firing or not (and lif's subtractive reset does not cut it), so the "
         "gradient dt steps before a spike is not that spike's. Models without a `trace` (the library adapters) are not "
         "measured either.", ""]  # fmt: skip
+    if windows.empty:  # every training left out: say why, draw nothing
+        return ["### STDP-like gradient window", "", *unusable, *missing]
     file = f"{prefix or slug(dataset)}-gradient-window.png"
     fig = figure(windows, dataset)
     fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
@@ -239,6 +285,7 @@ def section(windows: pd.DataFrame, dataset: str, runs: list[dict], out_dir: Path
         "where relative > 0 (least squares, "
         "intercept free), fitted decay per step = exp(slope); mean and 95% CI over seeds.", "",
         summary_table(rows), "",
+        *unusable,
         *missing,
         "**What the measurement supports.**", "",
         *[verdict(r) for r in rows], "",

@@ -193,7 +193,9 @@ def test_without_recorded_configs_no_threshold_or_factor_is_made_up(tmp_path):
     results = load([run])
     (record,) = results.activity
     assert neurons.threshold(results, record) is None
-    labels = [t.get_text() for ax in neurons.figure(record).axes if ax.get_legend() for t in ax.get_legend().texts]
+    fig = neurons.figure(record)
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]  # the traces': one, under them
+    labels = [t.get_text() for legend in legends for t in legend.texts]
     assert "inner state v" in labels and not any("threshold" in label for label in labels)
     text = build_report([run], tmp_path / "out").read_text()
     traces = "at every step), and layer 2's neuron of the true label. No threshold is drawn for snn: its run does not record one."
