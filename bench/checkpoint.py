@@ -65,19 +65,31 @@ class Checkpoints:
     def restore(self, key: TrainingKey, model: nn.Module, shuffle: torch.Generator) -> tuple[int, dict | None, dict | None]:
         """Load ``key``'s checkpoint into ``model`` and the RNGs: (epochs done, that epoch's row, the optimizer's
         state dict or None); (0, None, None) if there is none."""
+        state = self._load(key)
+        if state is None:
+            return 0, None, None
+        model.load_state_dict(state["model"])
+        set_rng_state(state["rng"], key.device, shuffle)
+        return state["epoch"], state["row"], state.get("optimizer")
+
+    def peek(self, key: TrainingKey) -> tuple[int, dict[str, Any]] | None:
+        """The epoch and the CSV row that ``key``'s checkpoint holds, restoring nothing; None if there is none."""
+        state = self._load(key)
+        return None if state is None else (state["epoch"], state["row"])
+
+    def _load(self, key: TrainingKey) -> dict[str, Any] | None:
+        """``key``'s checkpoint as saved, checked to be one of ``key``; None if there is none; else CheckpointError."""
         path = self.path(key)
         if not path.exists():
-            return 0, None, None
+            return None
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
-        recorded = state.get("key") or ()
-        if state.get("format") not in READABLE or not 3 <= len(recorded) <= 4 or TrainingKey(*recorded) != key:
+        recorded = (state.get("key") if isinstance(state, dict) else None) or ()
+        if not recorded or state.get("format") not in READABLE or not 3 <= len(recorded) <= 4 or TrainingKey(*recorded) != key:
             raise CheckpointError(f"checkpoint {path} is not one of {key.model} on {key.device} with seed {key.seed}")
-        model.load_state_dict(state["model"])
-        set_rng_state(state["rng"], key.device, shuffle)
-        return state["epoch"], state["row"], state.get("optimizer")
+        return state
 
     def remove(self, key: TrainingKey) -> None:
         self.path(key).unlink(missing_ok=True)

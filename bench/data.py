@@ -150,6 +150,15 @@ def load_raw(name: str, data_dir: str | Path = "data") -> Raw:
     return _loaded(name, os.path.abspath(data_dir))[0]
 
 
+def note(name: str, data: Dataset) -> str | None:
+    """What a user should know of the dataset's numbers before reading them (bench.run prints it as a run starts)."""
+    if name != "mnist-mini":
+        return None
+    return (f"mnist-mini is a {len(data.train):,}-digit subset of MNIST's 60,000 training digits ({len(data.test):,} test "
+            "digits), for a quick look: after the default 3 epochs expect about 64% (ffn) to 72% (snn), below full "
+            "MNIST's 89-91%; --dataset mnist --data-dir DIR for the real figures")  # fmt: skip
+
+
 @register("mnist-mini", DIGITS)
 def _mnist_mini(data_dir: str | Path) -> Raw:
     """Ships with snnbench: needs no ``data_dir``."""

@@ -18,17 +18,21 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import config as train_config
+from bench.checkpoint import CheckpointError, Checkpoints
 from bench.data import VALIDATION_SEED
 from bench.results import lock_run_dir, repair_csv, write_json
-from bench.schema import TrainingKey, csv_columns, header_problem
+from bench.schema import TrainingKey, csv_columns, epoch_lines, header_problem
 
 # Only options that change no number in the results may be given with --resume; repeating
 # any other option with its recorded value is harmless, a different value is an error.
 MAY_CHANGE = ("no_report", "keep_checkpoints", "executor", "workers", "scheduler")
+# Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
+FINISHED = ("complete", "diverged")
 
 
 class ResumeError(ValueError):
@@ -126,12 +130,108 @@ def take(run_dir: Path) -> None:
         raise ResumeError(f"--resume {run_dir}: another bench.run process is writing this run") from None
 
 
-def open_run(run_dir: Path, meta: dict[str, Any]) -> None:
-    """Make a taken run folder ready to append: repair the CSV, note the resume in run.json."""
-    cut = repair_csv(run_dir / "epochs.csv") if (run_dir / "epochs.csv").exists() else b""
+@dataclass
+class Rows:
+    """What ``check_rows`` found in epochs.csv that ``open_run`` repairs."""
+
+    restored: dict[TrainingKey, int] = field(default_factory=dict)  # a training's missing last row: its checkpoint's epoch
+
+
+def check_rows(run_dir: Path, meta: dict[str, Any], epochs: int) -> Rows:
+    """Check epochs.csv against run.json before --resume changes anything; ResumeError (one line) for what cannot go on.
+
+    Every row must be of this run (its run_id), of a training run.json lists, and there once. A finished training
+    (complete, diverged) must have the rows of epochs 1 to its ``epochs_done`` (a complete one: all ``epochs``), no
+    more and no fewer. An unfinished one goes on from its checkpoint of epoch ``epochs_done`` (or one more: a crash
+    between its row and run.json) and must have the rows up to it; the last may be missing (a crash between the
+    checkpoint and its row, or a cut-off last line): its checkpoint holds it, and it is restored. Without a checkpoint
+    it is trained again from epoch 1, its rows removed first (bench.run's Recorder): one training, one trajectory."""
+    path = run_dir / "epochs.csv"
+    try:
+        lines, cut = epoch_lines(path) if path.exists() else ([], "")
+    except ValueError as exc:
+        raise ResumeError(f"--resume {run_dir}: {exc}; mend that line to resume the run") from None
+    except OSError as exc:
+        raise ResumeError(f"--resume {run_dir}: cannot read {path} ({exc.strerror})") from None
+    run_id, trainings = meta.get("run_id"), {TrainingKey.of(t): t for t in meta["trainings"]}
+    found: dict[TrainingKey, dict[int, int]] = {key: {} for key in trainings}  # epoch -> line
+    for line, row in lines:
+        key, epoch, at = TrainingKey.of(row), row["epoch"], f"--resume {run_dir}: epochs.csv, line {line} is"
+        if row["run_id"] != run_id:
+            raise ResumeError(f"{at} a row of run {row['run_id']}, not of this run ({run_id}, run.json): the file is "
+                              "another run's; put back this run's own epochs.csv, or start a new run")  # fmt: skip
+        if key not in found:
+            raise ResumeError(f"{at} a row of {key.describe()}, a training run.json does not list; remove that line to "
+                              "resume the run")  # fmt: skip
+        if epoch in found[key]:
+            raise ResumeError(f"{at} a second row of epoch {epoch} of {key.describe()} (line {found[key][epoch]} is the "
+                              "first); remove the one that does not belong to resume the run")  # fmt: skip
+        found[key][epoch] = line
+    rows, cut_off = Rows(), " (its last line is cut off mid-write)" if cut else ""
+    checkpoints = Checkpoints(run_dir / "checkpoints")
+    for key, training in trainings.items():
+        have, done, status = set(found[key]), int(training.get("epochs_done") or 0), training.get("status")
+        recorded = f"run.json records {key.describe()} {status} after {done} epoch(s)"
+        if status in FINISHED:
+            wrong = _rows_wrong(have, done) or (f"the run has {epochs} epochs" if status == "complete" and done != epochs else "")
+            if wrong:
+                raise ResumeError(f"--resume {run_dir}: {recorded}, but {wrong}{cut_off}; put back a whole copy of this "
+                                  "run's epochs.csv, or start a new run")  # fmt: skip
+            continue
+        try:
+            held = checkpoints.peek(key)
+        except CheckpointError as exc:
+            raise ResumeError(f"{exc}; delete it to train that model again from epoch 1") from None
+        if held is None:
+            continue  # trained again from epoch 1, its rows removed first
+        epoch, row = held
+        if row is not None and row.get("run_id") != run_id:
+            wrong = f"its checkpoint holds epoch {epoch} of run {row.get('run_id')}"
+        elif not done <= epoch <= done + 1:
+            wrong = f"its checkpoint holds epoch {epoch}"
+        else:  # its rows up to the checkpoint's epoch, that one's maybe missing: the checkpoint holds it
+            wrong = _rows_wrong(have, epoch if epoch in have or row is None else epoch - 1)
+            wrong = wrong and f"its checkpoint holds epoch {epoch}, but {wrong}"
+            if not wrong and epoch not in have:
+                rows.restored[key] = epoch
+        if wrong:
+            raise ResumeError(f"--resume {run_dir}: {recorded} and {wrong}{cut_off}; delete its checkpoint "
+                              f"{checkpoints.path(key)} to train it again from epoch 1 (its rows are removed then), or "
+                              "put back a whole copy of this run's epochs.csv")  # fmt: skip
+    return rows
+
+
+def _rows_wrong(have: set[int], last: int) -> str:
+    """Why a training's rows are not exactly those of epochs 1 to ``last`` ("" when they are)."""
+    missing, beyond = sorted(set(range(1, last + 1)) - have), sorted(have - set(range(1, last + 1)))
+    if not have and missing:
+        return "epochs.csv has no row of it"
+    wrong = [f"lacks the row(s) of epoch(s) {_epochs(missing)}"] if missing else []
+    wrong += [f"has the row(s) of epoch(s) {_epochs(beyond)}, beyond epoch {last}"] if beyond else []
+    return "epochs.csv " + " and ".join(wrong) if wrong else ""
+
+
+def _epochs(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
+
+
+def open_run(run_dir: Path, meta: dict[str, Any], rows: Rows) -> None:
+    """Make a taken run folder whose rows ``check_rows`` passed ready to append: remove a cut-off last line of the CSV,
+    say which rows the checkpoints restore, note the resume in run.json."""
+    path = run_dir / "epochs.csv"
+    cut = repair_csv(path) if path.exists() else b""
     if cut:
-        print(f"bench.run: warning: {run_dir / 'epochs.csv'}: removed a partial last line ({len(cut)} bytes, "
-              "cut off mid-write); its epoch is redone or restored from its checkpoint", file=sys.stderr)  # fmt: skip
+        print(f"bench.run: warning: {path}: removed a partial last line ({len(cut)} bytes, cut off mid-write)", file=sys.stderr)
+    for key, epoch in rows.restored.items():  # bench.train yields it (Epoch restored=True) before its next epoch
+        print(f"bench.run: warning: {path} lacks the row of epoch {epoch} of {key.describe()}: it is restored from its "
+              "checkpoint", file=sys.stderr)  # fmt: skip
     meta["status"] = "running"
     meta.setdefault("resumes", []).append({"command": command_line(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     write_json(run_dir / "run.json", meta)

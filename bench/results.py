@@ -83,9 +83,10 @@ def holding_locks() -> Iterator[None]:
 class EpochWriter:
     """Append tidy rows to ``epochs.csv``; each row is on disk when ``write`` returns.
 
-    A row whose (model, device, seed, epoch) is already in the file is not written again
-    (a resumed run may redo an epoch whose row survived: the CSV is trusted). Rows are written by
-    column name: a new file gets ``columns`` (bench.schema.header), an existing one keeps its own.
+    A row whose (model, device, seed, lr_scale, epoch) is already in the file is not written again: a resumed
+    training restores its checkpoint's row, which may be there already. A training that starts again from an earlier
+    epoch first ``drop``s its later rows, so that its rows stay one trajectory. Rows are written by column name: a new
+    file gets ``columns`` (bench.schema.header), an existing one keeps its own.
     """
 
     def __init__(self, path: str | Path, columns: list[str] = COLUMNS):
@@ -112,6 +113,21 @@ class EpochWriter:
         self._sync()
         self.keys.add(key)
         return True
+
+    def drop(self, key: tuple, after: int = 0) -> int:
+        """Remove the rows of the training ``key`` (a bench.schema.TrainingKey) of the epochs after ``after``, the file
+        replaced whole and atomically (``remove_rows``); returns how many went."""
+        gone = {k for k in self.keys if k[:-1] == tuple(key) and k[-1] > after}
+        if not gone:
+            return 0
+        self._file.close()
+        try:
+            remove_rows(self.path, lambda row: row_key(row) in gone)
+        finally:  # appends go to the file now at ``path``, never to the replaced one
+            self._file = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+        self.keys -= gone
+        return len(gone)
 
     def _sync(self) -> None:
         self._file.flush()
@@ -145,6 +161,28 @@ def append_rows(path: str | Path, columns: list[str], rows: list[dict[str, Any]]
         f.write(text.getvalue())
         f.flush()
         os.fsync(f.fileno())
+
+
+def remove_rows(path: str | Path, drop: Callable[[dict[str, str]], bool]) -> int:
+    """Replace the CSV ``path``, atomically, by itself without the rows for which ``drop(row)`` (its cells as strings,
+    by column name) is true; every other line is kept byte for byte. Returns how many rows went."""
+    text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    lines = io.StringIO(text, newline="").readlines()  # the physical lines, their endings untouched
+    reader = csv.reader(iter(lines))
+    columns = next(reader, None)
+    kept, start, removed = lines[: reader.line_num], reader.line_num, 0
+    for cells in reader:
+        try:
+            gone = len(cells) == len(columns) and drop(dict(zip(columns, cells)))
+        except (KeyError, TypeError, ValueError):  # not a row of the file's kind: kept as it is
+            gone = False
+        removed += gone
+        kept += [] if gone else lines[start : reader.line_num]
+        start = reader.line_num
+    kept += lines[start:]
+    if removed:
+        atomic_write(path, lambda f: f.write("".join(kept).encode("utf-8", "surrogateescape")), mode="wb")
+    return removed
 
 
 def repair_csv(path: str | Path) -> bytes:

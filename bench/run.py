@@ -23,19 +23,17 @@ from bench.checkpoint import CheckpointError, Checkpoints
 from bench.cli import UsageError
 from bench.executors import Ended, run_local
 from bench.preflight import build_parser, parse_args  # noqa: F401  (the CLI's parser, as tests and users import it)
-from bench.record import ResumeError, new_record, open_run, resume_command, take
+from bench.record import FINISHED, ResumeError, check_rows, new_record, open_run, resume_command, take
 from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
 from bench.schema import TrainingKey, header, is_metric, read_epochs
 from bench.train import Analysis, Epoch, Started, Task
 
-# Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
-FINISHED = ("complete", "diverged")
 ERRORS_LOG = "errors.log"  # in the run folder: the traceback of each training that failed
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The CLI; returns the exit status: 0 done, 1 a training diverged, ran out of memory or failed, 2 bad input,
-    130 or 143 interrupted by SIGINT or SIGTERM (the run can be resumed)."""
+    """The CLI; returns the exit status: 0 done, 1 a training diverged, ran out of memory or failed (or the report
+    could not be written), 2 bad input, 130 or 143 interrupted by SIGINT or SIGTERM (the run can be resumed)."""
     with interrupt.handlers(), holding_locks():
         try:
             return _main(argv)
@@ -81,18 +79,21 @@ def _main(argv: list[str] | None = None) -> int:
         if args.resume is None:
             for line in preflight.warnings(args, data):
                 print(f"bench.run: warning: {line}", file=sys.stderr)
+            if note := datasets.note(args.dataset, data):
+                print(f"bench.run: note: {note}", file=sys.stderr)
             run_id, run_dir = _run_folder_check(new_run_dir, args.out)
             lock_run_dir(run_dir)
         else:
             run_dir, meta = Path(args.resume), args.meta
             run_id = meta["run_id"]
             take(run_dir)
+            rows = check_rows(run_dir, meta, args.config.epochs)  # epochs.csv against run.json, before anything changes
             if all(t["status"] in FINISHED for t in meta["trainings"]):
                 diverged = sum(t["status"] == "diverged" for t in meta["trainings"])
                 print(f"bench.run: run {run_id} has no training left to run"
                       f"{f' ({diverged} diverged)' if diverged else ''}: nothing to do", file=sys.stderr)  # fmt: skip
                 return 1 if diverged else 0
-            open_run(run_dir, meta)
+            open_run(run_dir, meta, rows)
     except (UsageError, ResumeError, datasets.DataError) as exc:
         print(f"bench.run: error: {exc}", file=sys.stderr)
         return 2
@@ -142,7 +143,7 @@ def _main(argv: list[str] | None = None) -> int:
 
     finals = _finals(read_epochs(run_dir / "epochs.csv"), meta["trainings"])
     failed = [t for t in meta["trainings"] if t["status"] != "complete"]
-    print(_console_table(finals))
+    print(_console_table(finals, meta["trainings"]))
     for t in failed:
         print(f"{t['status']}: {t['model']} on {t['device']}, seed {t['seed']}, after {t['epochs_done']} epoch(s): {t['detail']}")
     if any(t["status"] == "failed" for t in failed):
@@ -157,6 +158,11 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"bench.run: interrupted while writing the report; the run is {meta['status']}. Write the report with:\n"
                   f"  python -m report {run_dir}", file=sys.stderr)  # fmt: skip
             return getattr(exc, "exit_status", 130)
+        except Exception as exc:  # never a traceback over a run that is recorded whole: one line, and how to retry
+            print(f"bench.run: error: the report could not be written ({type(exc).__name__}: {exc}); the run is "
+                  f"{meta['status']} and its files are whole. Write the report with:\n  python -m report {run_dir}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     return 1 if failed else 0
 
 
@@ -190,17 +196,24 @@ class Recorder:
         key, record = event.key, self.record
         entry, task = record.trainings[key], self.tasks[event.key]
         if isinstance(event, Started):
-            if event.epochs_done == 0 and entry["epochs_done"]:
-                print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1, "
-                      "its rows already in the CSV are kept", file=sys.stderr)  # fmt: skip
+            # It goes on after its checkpoint's epoch, or from epoch 1 without one: rows of later epochs are another
+            # trajectory's and go first (the file replaced whole), so that its rows are never two trajectories stitched.
+            dropped = self.writer.drop(key, after=event.epochs_done)
+            if event.epochs_done == 0 and (dropped or entry["epochs_done"]):
+                print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1"
+                      + (f": its {dropped} row(s) in epochs.csv are removed" if dropped else ""), file=sys.stderr)  # fmt: skip
+            elif dropped:
+                print(f"bench.run: warning: {key.describe()} goes on from its checkpoint of epoch {event.epochs_done}: "
+                      f"its {dropped} row(s) of later epochs in epochs.csv are removed", file=sys.stderr)  # fmt: skip
             record.update(key, status="running", epochs_done=event.epochs_done)
             self.started.add(key)
         elif isinstance(event, Epoch):
             # The checkpoint is saved before the row is written: a row is in the CSV only once its checkpoint is
             # on disk, so a resumed training goes on after its checkpoint's epoch and never has rows beyond it. If
             # a crash (power, kill -9) came between the two, the restored checkpoint's row is written here then;
-            # EpochWriter never writes a row twice.
-            self.writer.write(event.row)
+            # EpochWriter never writes a row twice, and only a restored row can be there already (see Started).
+            if not self.writer.write(event.row) and not event.restored:
+                raise RuntimeError(f"epoch {event.epoch} of {key.describe()} is in epochs.csv already")
             record.update(key, epochs_done=max(event.epoch, entry["epochs_done"]))
             if not event.restored:
                 _print_epoch(key, event.row, task.config.epochs)
@@ -266,13 +279,18 @@ def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:
     return list(finals.values())
 
 
-def _console_table(finals: list[dict]) -> str:
+def _console_table(finals: list[dict], trainings: list[dict]) -> str:
+    """The final rows averaged per model, device and scale, in the report's order (report.stats.model_order):
+    devices and models as given, a model's scales together and ascending, however the trainings finished."""
+    devices = list(dict.fromkeys(t["device"] for t in trainings))
+    specs = list(dict.fromkeys(t["model"] for t in trainings))
     groups: dict[tuple, list[dict]] = {}
     for row in finals:
         groups.setdefault((row["model"], row["device"], TrainingKey.of(row).lr_scale), []).append(row)
+    groups = dict(sorted(groups.items(), key=lambda g: (devices.index(g[0][1]), specs.index(g[0][0]), g[0][2])))
     grid = any(scale != 1 for _, _, scale in groups)
     table = [
-        [model, device, *([f"{scale:g}"] if grid else []), len(rows),
+        [model, device, *([f"x{scale:g}"] if grid else []), len(rows),
          100 * sum(r["test_accuracy"] for r in rows) / len(rows),
          *([100 * sum(r["val_accuracy"] for r in rows) / len(rows)] if "val_accuracy" in rows[0] else []),
          sum(r["seconds_sum"] / r["epoch"] for r in rows) / len(rows)]

@@ -157,21 +157,41 @@ def read_epochs(path: str | Path) -> list[dict[str, Any]]:
     """The rows of an ``epochs.csv``, typed by column name (ints, floats, strings), in file order.
 
     A last line without its newline was cut off mid-write (power loss, a killed machine):
-    it is dropped with a PartialLineWarning, never parsed as data.
+    it is dropped with a PartialLineWarning, never parsed as data. A line that does not parse is a ValueError
+    naming the file, the line and, for a cell, its column and value.
     """
+    rows, partial = epoch_lines(path)
+    if partial:
+        warnings.warn(f"{path}: ignoring a partial last line ({len(partial)} bytes, no newline)", PartialLineWarning, 2)
+    return [row for _, row in rows]
+
+
+def epoch_lines(path: str | Path) -> tuple[list[tuple[int, dict[str, Any]]], str]:
+    """``read_epochs`` with each row's line number (the header is line 1), and the cut-off last line ("" if none)."""
     with open(path, newline="", errors="replace") as f:
         text = f.read()
     end = text.rfind("\n") + 1
-    complete, partial = text[:end], text[end:]
-    if partial:
-        warnings.warn(f"{path}: ignoring a partial last line ({len(partial)} bytes, no newline)", PartialLineWarning, 2)
+    reader = csv.reader(io.StringIO(text[:end], newline=""))
+    columns = next(reader, None)
     rows = []
-    for line_no, raw in enumerate(csv.DictReader(io.StringIO(complete, newline="")), start=2):
-        try:
-            rows.append({k: typed(k, v) for k, v in raw.items()})
-        except (TypeError, ValueError):
-            raise ValueError(f"{path}, line {line_no}: not a complete row of its {len(raw)} columns") from None
-    return rows
+    for cells in reader if columns is not None else ():
+        if not cells:  # a blank line
+            continue
+        line = reader.line_num
+        if len(cells) != len(columns):
+            shown = ",".join(cells)
+            cells_of = f"{len(cells)} cell{'s' * (len(cells) != 1)}"
+            raise ValueError(f"{path}, line {line} has {cells_of}, not the {len(columns)} of its header "
+                             f"({shown[:60]!r}{'...' if len(shown) > 60 else ''})")  # fmt: skip
+        row = {}
+        for column, cell in zip(columns, cells):
+            try:
+                row[column] = typed(column, cell)
+            except ValueError:
+                kind = "a whole number" if column in INT_COLUMNS else "a number"
+                raise ValueError(f"{path}, line {line}, column {column}: {cell[:60]!r} is not {kind}") from None
+        rows.append((line, row))
+    return rows, text[end:]
 
 
 def typed(column: str, text: str) -> str | int | float:

@@ -140,3 +140,12 @@ def test_threads_are_the_trainings_own_and_given_back(tmp_path, monkeypatch):
     assert seen and set(seen) == {want} and torch.get_num_threads() == before
     (run_dir,) = tmp_path.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["args"]["threads"] == want
+
+
+def test_the_console_summary_lists_a_grid_in_the_reports_order(tmp_path, capsys):
+    """Models as given, each model's scales together and ascending, whatever order the scales were given or finished in."""
+    argv = ["--models", "snn:time_steps=4", "ffn", "--lr-scale", "2", "0.5", *SMALL, "--epochs", "1", "--max-batches", "1"]
+    assert main([*argv, "--out", str(tmp_path)]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [(line[0], line[2]) for line in lines if line and line[0] in ("snn:time_steps=4", "ffn")]
+    assert rows == [("snn:time_steps=4", "x0.5"), ("snn:time_steps=4", "x2"), ("ffn", "x0.5"), ("ffn", "x2")]
