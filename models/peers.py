@@ -29,8 +29,10 @@ DIFFERENCES = (
     "SpikingJelly's LIFNode differs from lif (and snnTorch's Leaky) in two cases, where no mapping of its options "
     "makes them equal. reset=subtract: it subtracts the threshold before the next step's decay, so a spike costs "
     "beta * threshold of the next step's membrane, not threshold (U_t = beta (U_{t-1} - threshold S_{t-1}) + I_t). "
-    "readout=membrane: its recorded membranes (v_seq) are after the reset, lif's before it (they differ at the steps "
-    "where an output neuron fires). It also fires at U = threshold (>=), lif at U > threshold (a tie only). "
+    "readout=membrane: its recorded membranes (v_seq) are after the reset, lif's before it, so each output spike "
+    "takes threshold off that step's term of the logit, unseen by the gradient (the reset is detached): with the "
+    "defaults it starts slower than lif (docs/lif.md, 'Why spikingjelly-lif starts slower'). It also fires at "
+    "U = threshold (>=), lif at U > threshold (a tie only). "
     "fast_sigmoid: SpikingJelly has no such surrogate (refused). With reset=zero and readout=spikes it computes "
     "what lif does."
 )
