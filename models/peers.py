@@ -121,8 +121,11 @@ class SpikingJellyLIF(_Peer):
         node = dict(tau=1.0 / (1.0 - c.beta), decay_input=False, v_threshold=c.threshold,
                     v_reset=0.0 if c.reset == "zero" else None, surrogate_function=grad, detach_reset=True,
                     step_mode="m")  # fmt: skip
-        self.fc1 = layer.Linear(c.n_in, c.hidden, step_mode="m")
-        self.fc2 = layer.Linear(c.hidden, c.n_out, step_mode="m")
+        with torch.random.fork_rng(devices=[]):  # lif's weights, drawn above; the generator left where lif leaves it
+            fc1, fc2 = layer.Linear(c.n_in, c.hidden, step_mode="m"), layer.Linear(c.hidden, c.n_out, step_mode="m")
+        fc1.load_state_dict(self.fc1.state_dict())
+        fc2.load_state_dict(self.fc2.state_dict())
+        self.fc1, self.fc2 = fc1, fc2
         self.lif1 = neuron.LIFNode(**node)
         self.lif2 = neuron.LIFNode(**node, store_v_seq=c.readout == "membrane")
 

@@ -78,3 +78,23 @@ def test_spikingjelly_lif_membrane_readout_drops_each_spiking_steps_membrane():
         assert trace["layer2_o"].sum() > 0
         dropped = (trace["layer2_v"] * trace["layer2_o"]).mean(0)
         assert_close(jelly(x, draws), trace["logits"] - dropped, "logits")
+
+
+@pytest.mark.parametrize("name", ["snntorch-lif", "spikingjelly-lif"])
+def test_a_peer_starts_from_lifs_weights_and_random_stream_at_the_same_seed(name):
+    """The same seed gives lif and each peer the same initial weights and leaves the generator where lif leaves it, so
+    that a seed's comparison is of the neurons, not of two starting points (spikingjelly-lif used to draw its layers a
+    second time: another start, and another stream of input spikes after it)."""
+    import models
+
+    torch.manual_seed(7)
+    lif = models.build("lif")
+    after_lif = torch.rand(4)
+    torch.manual_seed(7)
+    peer = models.build(name)
+    after_peer = torch.rand(4)
+    for layer in ("fc1", "fc2"):
+        for p in ("weight", "bias"):
+            assert torch.equal(getattr(getattr(peer, layer), p), getattr(getattr(lif, layer), p)), f"{layer}.{p}"
+    assert torch.equal(after_peer, after_lif)
+    assert sorted(n for n, _ in peer.named_parameters()) == sorted(n for n, _ in lif.named_parameters())
