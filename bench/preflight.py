@@ -1,5 +1,6 @@
 """Everything ``python -m bench.run`` checks before a run folder exists: the arguments against the models, the
-devices and the data, and each model's contract (bench/contract.py). Also ``--list``.
+devices and the data, each model's contract (bench/contract.py), and which kernels run on which backend
+(models/dispatch.py: a fallback is a warning, or an error under ``SNNBENCH_REQUIRE_NATIVE=1``). Also ``--list``.
 
 A mistake here is a UsageError: one line, exit status 2, nothing written.
 """
@@ -22,6 +23,7 @@ from bench.cli import Parser, UsageError, positive
 from bench.devices import DeviceError, cores, resolve_devices
 from bench.precision import problem as precision_problem
 from bench.record import check_unchanged, read_run, recorded_args, to_argv
+from models import dispatch
 
 
 def build_parser() -> Parser:
@@ -146,12 +148,27 @@ def check_data(args: argparse.Namespace, data: datasets.Dataset) -> None:
 
 
 def check_models(args: argparse.Namespace, data: datasets.Dataset) -> None:
-    """The contract check of every model on the run's data (its first device's tensors, copied to the CPU)."""
-    for spec in args.specs:
-        try:
-            contract.check(spec, data)
-        except contract.ContractError as exc:
-            raise UsageError(str(exc)) from None
+    """The contract check of every model on the run's data (its first device's tensors, copied to the CPU). Records
+    the kernels the models called (``args.kernels``: models/dispatch.py's names) for ``native_notes``."""
+    with dispatch.watching() as used:
+        for spec in args.specs:
+            try:
+                contract.check(spec, data)
+            except contract.ContractError as exc:
+                raise UsageError(str(exc)) from None
+    args.kernels = sorted(used)
+
+
+def native_notes(args: argparse.Namespace) -> list[str]:
+    """One line per fallback in effect on the run's devices, for the kernels its models use (``args.kernels``, from
+    ``check_models``; all where it has not run): which backend runs instead of which, why (the compiler's first error
+    line, ``SNNBENCH_NATIVE=0``, ``triton not installed``) and whether the results change, not only the speed.
+    UsageError (exit status 2) instead where ``SNNBENCH_REQUIRE_NATIVE=1``."""
+    found = dispatch.fallbacks(args.devices, getattr(args, "kernels", None))
+    if found and dispatch.required():
+        raise UsageError(f"{dispatch.REQUIRE}=1 refuses the fallback(s) in effect: {'; '.join(f.summary() for f in found)}; "
+                         f"build the C kernels (a C compiler as cc or $CC) or unset {dispatch.REQUIRE}")  # fmt: skip
+    return [f.line() for f in found]
 
 
 def check_out(out: str) -> None:

@@ -75,6 +75,8 @@ def _main(argv: list[str] | None = None) -> int:
         data = [datasets.load(args.dataset, args.data_dir, device) for device in args.devices][0]
         preflight.check_data(args, data)
         preflight.check_models(args, data)
+        for line in preflight.native_notes(args):  # a fallback of the kernels, resumed runs too; or exit 2 if required
+            print(f"bench.run: warning: {line}", file=sys.stderr)
         run_trainings = executor(args)  # distributed installed, the scheduler reachable: before the run folder exists
         if args.resume is None:
             for line in preflight.warnings(args, data):

@@ -11,8 +11,10 @@ The forward kernels give bit-identical results to the torch loops (the same oper
 without -ffast-math and without FMA contraction); the backward kernels match them to float32 rounding.
 
 Each public function here returns None when the kernel does not apply (not float32, not contiguous, not on the
-CPU, a graph to record, no compiler): the caller runs its torch loop. The ``_call_*`` functions below them check
-every shape, stride, dtype and device a raw pointer assumes and raise ValueError otherwise.
+CPU, a graph to record, no compiler), and its ``*_refusal`` says why: models/dispatch.py, which registers these
+kernels as the first backend of ``snn.*`` and ``lif.*`` (models/snn.py, models/lif.py), then runs the next one. The
+``_call_*`` functions below them check every shape, stride, dtype and device a raw pointer assumes and raise ValueError
+otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from models import dispatch
 from models import native as _build
 
 SOURCE = Path(__file__).with_name("_neurons.c")
@@ -39,7 +42,6 @@ _native: object = None  # None: not tried yet; False: unavailable; else a _Kerne
 class _Kernels:
     def __init__(self, lib: ctypes.CDLL):
         p, i64, f32, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_int
-        self.snn_forward = lib.snn_forward
         self.snn_forward = lib.snn_forward  # parts: the threads to split over; snn's carry: a state
         self.snn_forward.argtypes = [p, p, p, p, i64, i64, i64, i64, f32, f32, f32, f32, i32, i32, p]
         self.snn_backward = lib.snn_backward
@@ -61,29 +63,29 @@ def native():
         return _native
 
 
+PROVIDER = dispatch.c_library("neurons", lambda: native())  # the backend of snn.* and lif.* on the CPU: dispatch
+
+
 def name() -> str:
     """What runs the neuron recurrences on the CPU, for a log line or a table."""
     return "native (models/_neurons.c)" if native() else "torch, one step at a time"
 
 
-def _applies(*tensors: torch.Tensor | None) -> bool:
-    """Whether the kernels can take these tensors as they are (else the caller's torch loop runs)."""
-    for t in tensors:
-        if t is None:
-            continue
-        if t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous():
-            return False
-        if t.requires_grad and torch.is_grad_enabled():  # a graph to record: only torch's operations do that
-            return False
-    return bool(native())
+def _refusal(*tensors: torch.Tensor | None) -> str | None:
+    """Why the kernels cannot take these tensors as they are (then the caller's torch loop runs), or None."""
+    why = dispatch.tensor_refusal(tensors, ("cpu",), (torch.float32,))
+    return why or (None if native() else "the C kernels are not built")
 
 
-def _as_gradient(grad: torch.Tensor) -> torch.Tensor | None:
-    """An incoming gradient as the kernels read it (contiguous, or one row expanded over t as autograd passes the
-    gradient of a sum over t), or None where they cannot: not float32 on the CPU, or a graph to record (a backward
-    with ``create_graph``: only torch's operations record one)."""
-    if grad.dtype != torch.float32 or grad.device.type != "cpu" or (grad.requires_grad and torch.is_grad_enabled()):
-        return None
+def _gradient_refusal(grad: torch.Tensor) -> str | None:
+    """Why the kernels cannot read an incoming gradient: not float32 on the CPU, or a graph to record (a backward with
+    ``create_graph``: only torch's operations record one). Any strides do: ``_as_gradient`` makes them fit."""
+    return dispatch.tensor_refusal((grad,), ("cpu",), (torch.float32,), contiguous=False)
+
+
+def _as_gradient(grad: torch.Tensor) -> torch.Tensor:
+    """An incoming gradient as the kernels read it: contiguous, or one row expanded over t as autograd passes the
+    gradient of a sum over t."""
     if grad.is_contiguous() or (grad.stride(0) == 0 and grad[0].is_contiguous()):
         return grad
     return grad.contiguous()
@@ -145,9 +147,19 @@ def snn_steps(current, decay: float, threshold: float, penalty: float, proportio
     _call_snn_forward(native().snn_forward, current, states, outputs, gates, decay, threshold, penalty, proportional, carry)
 
 
+def snn_forward_refusal(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str,
+                        gates=None) -> str | None:  # fmt: skip
+    """Why ``snn_forward`` does not take these arguments, or None."""
+    if current.dim() != 3:
+        return "not a (T, B, N) sequence"
+    if gates is not None and not gates.is_contiguous():
+        return "gates not contiguous"
+    return _refusal(current)
+
+
 def snn_forward(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
     """``models.snn.simulate`` by the C kernel: ``(states, outputs)``, or None where it does not apply."""
-    if current.dim() != 3 or not _applies(current) or (gates is not None and not gates.is_contiguous()):
+    if snn_forward_refusal(current, decay, threshold, penalty, proportional, keep, gates) is not None:
         return None
     states = torch.empty_like(current) if keep in ("states", "both") else None
     outputs = torch.empty_like(current) if keep in ("outputs", "both") else None
@@ -178,13 +190,18 @@ def snn_steps_backward(grad_kept, gates, grad_current, decay: float, slope: floa
     _call_snn_backward(native().snn_backward, grad_kept, gates, grad_current, decay, slope, states, carry)
 
 
+def snn_backward_refusal(grad_kept, gates, decay: float, slope: float, states: bool) -> str | None:
+    """Why ``snn_backward`` does not take these arguments, or None."""
+    if gates.device.type != "cpu" or gates.dtype != torch.bool or gates.dim() != 3:
+        return "gates not a (T, B, N) bool tensor on the CPU"
+    return _gradient_refusal(grad_kept) or (None if native() else "the C kernels are not built")
+
+
 def snn_backward(grad_kept, gates, decay: float, slope: float, states: bool):
     """``NeuronRecurrence``'s backward by the C kernel: dL/dI (T, B, N), or None where it does not apply."""
-    if gates.device.type != "cpu" or gates.dtype != torch.bool or gates.dim() != 3 or not native():
+    if snn_backward_refusal(grad_kept, gates, decay, slope, states) is not None:
         return None
     grad_kept = _as_gradient(grad_kept)
-    if grad_kept is None:
-        return None
     grad_current = torch.empty(gates.shape, dtype=torch.float32)
     _call_snn_backward(native().snn_backward, grad_kept, gates.contiguous(), grad_current, decay, slope, states)
     return grad_current
@@ -208,10 +225,19 @@ def _call_lif_forward(fn, current, u, spikes, beta, threshold, zero) -> None:
     _run(what, lambda a, b, k: fn(*args, T, M, a, b, beta, threshold, int(zero), k), T, M)
 
 
+def lif_forward_refusal(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False) -> str | None:
+    """Why ``lif_forward`` does not take these arguments, or None."""
+    if current.dim() not in (2, 3):
+        return "not a (T, B, N) sequence or a (B, N) current held"
+    if current.dim() == 3 and current.shape[0] != steps:
+        return f"{current.shape[0]} steps of current for {steps} steps"
+    return _refusal(current)
+
+
 def lif_forward(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False):
     """``models.lif.simulate`` by the C kernel, and the spikes when asked: ``(u, spikes or None)``, or None where it
     does not apply. ``current`` is (T, B, N) with T = ``steps``, or (B, N) held."""
-    if current.dim() not in (2, 3) or (current.dim() == 3 and current.shape[0] != steps) or not _applies(current):
+    if lif_forward_refusal(current, steps, beta, threshold, zero) is not None:
         return None
     u = current.new_empty(steps, *current.shape[-2:])
     s = torch.empty_like(u) if spikes else None
@@ -246,15 +272,20 @@ def _call_lif_backward(fn, u, grad_out, grad, grad_sum, beta, threshold, zero, s
     _run(what, lambda a, b, k: fn(*args, T, M, a, b, beta, threshold, int(zero), SURROGATES[surrogate], c1, c2, k), T, M)
 
 
+def lif_backward_refusal(u, grad_out, *args) -> str | None:
+    """Why ``lif_backward`` does not take these arguments, or None."""
+    if u.dim() != 3:
+        return "not a (T, B, N) sequence"
+    return _refusal(u) or _gradient_refusal(grad_out)
+
+
 def lif_backward(u, grad_out, held: bool, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
                  out: str):  # fmt: skip
     """``LIFRecurrence``'s backward by the C kernel: dL/dI, (T, B, N) or summed over t for a held current (B, N);
     None where it does not apply. ``out`` "membrane": grad_out is dL/dU, else dL/dS (through the surrogate)."""
-    if u.dim() != 3 or not _applies(u):
+    if lif_backward_refusal(u, grad_out) is not None:
         return None
     grad_out = _as_gradient(grad_out)
-    if grad_out is None:
-        return None
     grad = None if held else torch.empty_like(u)
     grad_sum = torch.empty(u.shape[1:], dtype=torch.float32) if held else None
     kind = "membrane" if out == "membrane" else surrogate

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import fused, triton_neurons
+from models import dispatch, fused, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
 from models.lif_reference import LIFReference, check_draws, encode, intensity, surrogate_grad
@@ -32,17 +32,15 @@ class LIFRecurrence(torch.autograd.Function):
 
     On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c); on CUDA the
     forward is one Triton kernel (models/triton_neurons.py); elsewhere, or without a compiler, the torch code here
-    (``simulate_torch`` and ``backward_torch``), the tests' reference.
+    (``simulate_torch`` and ``backward_torch``), the tests' reference. models/dispatch.py chooses (the kernels
+    ``lif.forward`` and ``lif.backward``, registered below).
     """
 
     @staticmethod
     def forward(ctx, current, steps: int, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
                 out: str):  # fmt: skip
         held = current.dim() == 2
-        done = fused.lif_forward(current, steps, beta, threshold, zero, spikes=out == "spikes")  # the CPU
-        if done is None:
-            done = triton_neurons.lif_forward(current, steps, beta, threshold, zero, spikes=out == "spikes")  # CUDA
-        u, spikes = done if done is not None else (simulate_torch(current, steps, beta, threshold, zero), None)
+        u, spikes = dispatch.call("lif.forward", current, steps, beta, threshold, zero, spikes=out == "spikes")
         ctx.save_for_backward(u)
         ctx.args = (held, beta, threshold, zero, surrogate, sharpness, out)
         if out == "membrane":
@@ -52,10 +50,7 @@ class LIFRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         (u,) = ctx.saved_tensors
-        grad = fused.lif_backward(u, grad_out, *ctx.args)
-        if grad is None:
-            grad = LIFRecurrence.backward_torch(u, grad_out, *ctx.args)
-        return grad, None, None, None, None, None, None, None
+        return dispatch.call("lif.backward", u, grad_out, *ctx.args), None, None, None, None, None, None, None
 
     @staticmethod
     def backward_torch(u, grad_out, held: bool, beta: float, threshold: float, zero: bool, surrogate: str, sharpness: float,
@@ -80,11 +75,8 @@ class LIFRecurrence(torch.autograd.Function):
 def simulate(current: torch.Tensor, steps: int, beta: float, threshold: float, zero: bool) -> torch.Tensor:
     """The membranes U_1..U_T (T, B, N) of ``LIFRecurrence``'s forward, in lif-reference's order of operations: by
     the C kernel (float32 on the CPU) or the Triton kernel (float32 on CUDA) where one applies, with bit-identical
-    results; else ``simulate_torch``."""
-    done = fused.lif_forward(current, steps, beta, threshold, zero)  # the CPU
-    if done is None:
-        done = triton_neurons.lif_forward(current, steps, beta, threshold, zero)  # CUDA
-    return done[0] if done is not None else simulate_torch(current, steps, beta, threshold, zero)
+    results; else ``simulate_torch`` (models/dispatch.py's kernel ``lif.forward``)."""
+    return dispatch.call("lif.forward", current, steps, beta, threshold, zero)[0]
 
 
 def simulate_torch(current: torch.Tensor, steps: int, beta: float, threshold: float, zero: bool) -> torch.Tensor:
@@ -103,6 +95,24 @@ def simulate_torch(current: torch.Tensor, steps: int, beta: float, threshold: fl
         torch.gt(u[t], threshold, out=fired)
         prev = u[t]
     return u
+
+
+def _forward_torch(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False):
+    """``lif.forward`` in torch: ``(u, None)``, the spikes left to the caller (as the other backends' results read)."""
+    return simulate_torch(current, steps, beta, threshold, zero), None
+
+
+# the forward gives the same bits by every backend (SPEED); the gradients match to float32 rounding (ROUNDING). On
+# CUDA the backward is torch's by design (a GEMM where the reset subtracts): no Triton kernel, so no fallback there
+dispatch.register(
+    "lif.forward", "neurons", dispatch.SPEED, *dispatch.backends("lif_forward", fused, triton_neurons, torch_run=_forward_torch)
+)
+dispatch.register(
+    "lif.backward",
+    "neurons",
+    dispatch.ROUNDING,
+    *dispatch.backends("lif_backward", fused, torch_run=LIFRecurrence.backward_torch),
+)
 
 
 @register("lif", kind="spiking", delay=0)

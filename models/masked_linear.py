@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from models import dispatch
 from models import masks as mask_rng
 
 CHUNK_ELEMENTS = 1 << 20  # numbers per chunk: 1M floats, 4 MB: one step at B 1000, still in the cache for its matmul
@@ -27,7 +28,7 @@ def available(x: torch.Tensor, weight: torch.Tensor, steps: int) -> bool:
     same seed. (A weight of another width takes the stored path, which names the mismatch.)"""
     return (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and not x.requires_grad
             and x.shape[-1] == weight.shape[-1] and steps * x.numel() >= mask_rng.MIN_PARALLEL
-            and bool(mask_rng.native()))  # fmt: skip
+            and dispatch.ready("masks.rows", "cpu"))  # fmt: skip
 
 
 def _dtype() -> torch.dtype:

@@ -12,7 +12,11 @@ numbers per batch of 1000 at T = 128: as much time as its matmuls. So on the CPU
    ``torch.Generator`` on the same pool.
 
 Either way the key or the chunk seeds come from the global generator, so a run repeats
-under ``torch.manual_seed`` whatever the thread count.
+under ``torch.manual_seed`` whatever the thread count. The two draw other numbers: a run without
+the C generator has other masks, so other accuracies. models/dispatch.py makes the choice (the
+kernels ``masks.uniform``, ``masks.spikes`` and the C-only ``masks.rows`` are registered here) and
+says which ran and why; below ``MIN_PARALLEL`` numbers, and on a GPU, ``torch.rand``'s generator
+draws them whatever is built.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from models import dispatch
 from models import native as _build
 from models.native import cpu_model as cpu_model  # bench.devices and run.json name the CPU from here
 
@@ -53,8 +58,13 @@ def native():
         return _native
 
 
+PROVIDER = dispatch.c_library("masks", lambda: native())  # the first backend of the masks' kernels: dispatch
+
+
 def generator_name(device: str | torch.device = "cpu") -> str:
-    """Which generator draws the masks on ``device``, for run.json and the speed table."""
+    """Which generator draws the masks (at least MIN_PARALLEL numbers of float32) on ``device``: recorded in run.json
+    (``environment.cpu_mask_generator``) and in ``models.dispatch.provenance``'s ``mask_generator``. Another generator
+    draws other numbers, so a run's accuracies depend on it."""
     if torch.device(device).type != "cpu":
         return "torch.rand on the device"
     return "native splitmix64 (models/_masks.c)" if native() else f"torch, {CHUNKS} chunks on threads"
@@ -123,18 +133,35 @@ def masked_uniform_(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.T
     ``out`` is not a contiguous floating-point tensor, or ``x`` is not a floating-point (B, n) on out's device.
     """
     _check(out, x)
-    fn = native() if out.device.type == "cpu" and out.dtype == torch.float32 else False
-    if out.numel() < MIN_PARALLEL or not (fn or out.device.type == "cpu"):
-        out.uniform_()
-        return out if x is None else out.mul_(x)
-    if fn:
-        n = out.shape[-1]
-        xs = (torch.ones(1, n) if x is None else x.detach()).to(torch.float32).contiguous()
-        _fill_native(fn, out, xs, draw_key())
-        return out
+    return dispatch.call("masks.uniform", out, x)
+
+
+def _native_refusal(out: torch.Tensor, x: torch.Tensor | None = None) -> str | None:
+    """Why the C generator does not fill ``out`` (the dispatcher has checked the device and the build), or None."""
+    return str(out.dtype).removeprefix("torch.") if out.dtype != torch.float32 else _small(out)
+
+
+def _small(out: torch.Tensor, x: torch.Tensor | None = None) -> str | None:
+    """Fewer numbers than are worth handing out to threads: torch.rand's generator draws them."""
+    return f"{out.numel()} numbers, below MIN_PARALLEL" if out.numel() < MIN_PARALLEL else None
+
+
+def _uniform_native(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    n = out.shape[-1]
+    xs = (torch.ones(1, n) if x is None else x.detach()).to(torch.float32).contiguous()
+    _fill_native(native(), out, xs, draw_key())
+    return out
+
+
+def _uniform_threads(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
     seeds = torch.randint(0, 2**62, (CHUNKS,)).tolist()
     chunks = out.view(-1).chunk(CHUNKS)
     _run([lambda c=c, s=s: c.uniform_(generator=torch.Generator().manual_seed(s)) for c, s in zip(chunks, seeds)])
+    return out if x is None else out.mul_(x)
+
+
+def _uniform_torch(out: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    out.uniform_()
     return out if x is None else out.mul_(x)
 
 
@@ -142,12 +169,17 @@ def bernoulli_(out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Fill ``out`` (..., B, n) in place with spikes: 1.0 where u < ``p`` (B, n), else 0.0, u ~ U[0, 1) fresh per element.
     The u are those ``uniform_`` would draw from the same generator state, so this equals ``(uniform_(out) < p)``."""
     _check(out, p)
-    fn = native() if out.device.type == "cpu" and out.dtype == torch.float32 else False
-    if out.numel() < MIN_PARALLEL or not fn:
-        u = masked_uniform_(out)
-        return torch.lt(u, p, out=out)  # a float out: 1.0 where true
-    _fill_native(fn, out, p.detach().to(torch.float32).contiguous(), draw_key(), spikes=True)
+    return dispatch.call("masks.spikes", out, p)
+
+
+def _spikes_native(out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    _fill_native(native(), out, p.detach().to(torch.float32).contiguous(), draw_key(), spikes=True)
     return out
+
+
+def _spikes_drawn(out: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    u = masked_uniform_(out)
+    return torch.lt(u, p, out=out)  # a float out: 1.0 where true
 
 
 def draw_key() -> int:
@@ -166,6 +198,18 @@ def masked_uniform_rows_(out: torch.Tensor, x: torch.Tensor, key: int, first_row
         raise RuntimeError("masked_uniform_rows_ needs the C generator (models/_masks.c), which is not built here")
     _fill_native(fn, out, x.detach().to(torch.float32).contiguous(), key, first_row=first_row)
     return out
+
+
+# other generators draw other numbers: a fallback changes the results (RESULTS)
+dispatch.register("masks.uniform", "masks", dispatch.RESULTS, dispatch.Backend(PROVIDER, _uniform_native, _native_refusal),
+                  dispatch.Backend(dispatch.TORCH_THREADS, _uniform_threads, _small),
+                  dispatch.Backend(dispatch.TORCH, _uniform_torch))  # fmt: skip
+dispatch.register("masks.spikes", "masks", dispatch.RESULTS, dispatch.Backend(PROVIDER, _spikes_native, _native_refusal),
+                  dispatch.Backend(dispatch.TORCH_THREADS, _spikes_drawn, _small),
+                  dispatch.Backend(dispatch.TORCH, _spikes_drawn))  # fmt: skip
+# the C generator's rows drawn again (models/masked_linear.py, models/snn_chunked.py): C only, its callers ask ``ready``
+dispatch.register("masks.rows", "masks", dispatch.RESULTS, dispatch.Backend(PROVIDER, masked_uniform_rows_))
+dispatch.field("mask_generator", generator_name)
 
 
 def workspace(owner: object, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

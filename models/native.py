@@ -5,7 +5,9 @@ recurrences, models/fused.py) are compiled with the system C compiler (``$CC``, 
 time they are needed, with ``-march=native``, and kept in ``$XDG_CACHE_HOME/snnbench`` (default
 ``~/.cache/snnbench``) under a name that hashes the source, the flags and the CPU model: a cache shared
 by machines of different CPUs never hands one a library built for the other. ``SNNBENCH_NATIVE=0``
-turns all of them off; without a compiler each falls back quietly to its torch path.
+turns all of them off; without a compiler each falls back to its torch path, and ``failure(name)`` says why (the
+compiler's first error line, ``cc not found``, ``SNNBENCH_NATIVE=0``): models/dispatch.py reports it, and bench.run
+says so before it trains.
 
 Threads: where torch's parallel backend is OpenMP (the Linux wheels: GNU OpenMP, ``torch/lib/libgomp.so.1``),
 the kernels are built with ``-fopenmp`` and split their work over torch's own OpenMP threads (models/_parallel.h):
@@ -35,12 +37,19 @@ _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 OPENMP = ("-fopenmp",)
 _threaded: dict[str, bool] = {}  # by library name: built with OpenMP, on torch's runtime
+_failures: dict[str, str] = {}  # by library name: why it is not loaded (set by the last load that failed)
+_pooled: dict[str, str] = {}  # by library name: why the plain build runs although torch uses OpenMP
 _RUNTIMES = re.compile(r"/lib(gomp|iomp5|omp)[^/]*\.so[^/]*$")
 
 
 def enabled() -> bool:
     """False when ``SNNBENCH_NATIVE=0``: every C kernel is off, their torch paths run."""
     return os.environ.get("SNNBENCH_NATIVE", "1") != "0"
+
+
+def compiler() -> str:
+    """The C compiler the builds run: ``$CC``, else ``cc``."""
+    return os.environ.get("CC") or "cc"
 
 
 def cpu_model() -> str:
@@ -70,8 +79,7 @@ def build(source: Path, name: str, flags: Sequence[str]) -> Path:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)
         os.close(fd)
         try:
-            compiler = os.environ.get("CC", "cc")
-            subprocess.run([compiler, *flags, "-o", tmp, str(source)], check=True, capture_output=True, timeout=120)
+            subprocess.run([compiler(), *flags, "-o", tmp, str(source)], check=True, capture_output=True, timeout=120)
             os.replace(tmp, lib)  # atomic: two processes compiling at once both end with a whole file
         finally:
             if os.path.exists(tmp):
@@ -95,25 +103,62 @@ def openmp_runtimes() -> set[str]:
 
 def load(source: Path, name: str, flags: Sequence[str], bind: Callable[[ctypes.CDLL], object]) -> object:
     """``bind(library)`` (which declares the C functions' argument types and returns what the caller keeps), or
-    False where native code is off or the library cannot be built or loaded. Built with OpenMP first where torch
-    uses it (``threaded(name)`` says which build it was); a build that brings a runtime of its own is not kept."""
+    False where native code is off or the library cannot be built or loaded (``failure(name)`` then says why). Built
+    with OpenMP first where torch uses it (``threaded(name)`` says which build it was, ``pooled(name)`` why not
+    OpenMP); a build that brings a runtime of its own is not kept."""
     if not enabled():
+        _failures[name] = "SNNBENCH_NATIVE=0"
         return False
+    why_not_openmp = None
     for extra in (OPENMP, ()) if torch_openmp() else ((),):
         before = openmp_runtimes()
         try:
             lib = ctypes.CDLL(str(build(source, name, (*flags, *extra))))
-        except (OSError, subprocess.SubprocessError):  # no compiler, no OpenMP, a failed build
+        except (OSError, subprocess.SubprocessError) as exc:  # no compiler, no OpenMP, a failed build
+            _failures[name] = why_not_openmp = why(exc)
             continue
         if extra and not openmp_runtimes() <= before:
+            why_not_openmp = "its -fopenmp build loads an OpenMP runtime other than torch's"
             continue  # a second runtime, not torch's (it stays mapped, idle: its threads start only when used)
         try:
             bound = bind(lib)
-        except AttributeError:  # a missing symbol
+        except AttributeError as exc:  # a missing symbol
+            _failures[name] = f"the built library lacks a function ({exc})"
             return False
         _threaded[name] = bool(extra)
+        _failures.pop(name, None)
+        if not extra and why_not_openmp:
+            _pooled[name] = why_not_openmp
         return bound
     return False
+
+
+def why(exc: BaseException) -> str:
+    """A failed build or load in one line: the compiler's first error line, ``cc not found``, its exit status."""
+    cc = compiler()
+    if isinstance(exc, FileNotFoundError) and exc.filename == cc:
+        return f"no C compiler: {cc} not found"
+    if isinstance(exc, PermissionError) and exc.filename == cc:
+        return f"no C compiler: {cc} cannot be run (permission denied)"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"the C build took more than {exc.timeout:g} s"
+    if isinstance(exc, subprocess.CalledProcessError):
+        text = (exc.stderr or b"").decode(errors="replace") + (exc.stdout or b"").decode(errors="replace")
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return f"the C build failed: {first}" if first else f"the C build failed: {cc} exited with status {exc.returncode}"
+    return f"the C library cannot be built or loaded: {' '.join(str(exc).split())}"
+
+
+def failure(name: str) -> str | None:
+    """Why library ``name`` is not loaded (set by its last ``load`` that failed), or None."""
+    return _failures.get(name)
+
+
+def pooled(name: str) -> str | None:
+    """Why library ``name`` runs on the thread pool although torch uses OpenMP (its -fopenmp build failed or would
+    load a second runtime), or None: built with OpenMP, or torch's parallel backend is not OpenMP (then the pool is
+    the design, not a fallback)."""
+    return None if threaded(name) else _pooled.get(name)
 
 
 def threaded(name: str) -> bool:

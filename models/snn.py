@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import fused, masked_linear, snn_chunked, triton_neurons
+from models import dispatch, fused, masked_linear, snn_chunked, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
 from models.registry import register
@@ -36,7 +36,8 @@ class NeuronRecurrence(torch.autograd.Function):
 
     On the CPU in float32 each direction is one call of a C kernel (models/fused.py, models/_neurons.c), on CUDA one
     Triton kernel (models/triton_neurons.py); elsewhere, or without a compiler or Triton, the torch loops here
-    (``simulate_torch`` and ``backward_torch``), the tests' reference.
+    (``simulate_torch`` and ``backward_torch``), the tests' reference. models/dispatch.py chooses (the kernels
+    ``snn.forward`` and ``snn.backward``, registered below).
     """
 
     @staticmethod
@@ -52,12 +53,7 @@ class NeuronRecurrence(torch.autograd.Function):
     def backward(ctx, grad_kept):
         (gates,) = ctx.saved_tensors
         d, slope, states = ctx.decay, ctx.slope_when_fired, ctx.keep == "states"
-        grad_current = fused.snn_backward(grad_kept, gates, d, slope, states)  # the CPU
-        if grad_current is None:
-            grad_current = triton_neurons.snn_backward(grad_kept, gates, d, slope, states)  # CUDA
-        if grad_current is None:
-            grad_current = NeuronRecurrence.backward_torch(grad_kept, gates, d, slope, states)
-        return grad_current, None, None, None, None, None
+        return dispatch.call("snn.backward", grad_kept, gates, d, slope, states), None, None, None, None, None
 
     @staticmethod
     def backward_torch(grad_kept, gates, d: float, slope: float, states: bool):
@@ -141,12 +137,8 @@ def simulate(current, decay: float, threshold: float, penalty: float, proportion
     """The forward recurrence of ``NeuronRecurrence`` (see there): ``(states, outputs)``, each (T, B, N), or
     None where ``keep`` ("states", "outputs" or "both") does not ask for it. ``gates`` (bool) receives g_t.
     The C kernel (float32 on the CPU) or the Triton kernel (float32 on CUDA) where one applies, with bit-identical
-    results; else ``simulate_torch``."""
-    args = (current, decay, threshold, penalty, proportional, keep, gates)
-    done = fused.snn_forward(*args)  # the CPU
-    if done is None:
-        done = triton_neurons.snn_forward(*args)  # CUDA
-    return done if done is not None else simulate_torch(*args)
+    results; else ``simulate_torch`` (models/dispatch.py's kernel ``snn.forward``)."""
+    return dispatch.call("snn.forward", current, decay, threshold, penalty, proportional, keep, gates)
 
 
 def simulate_torch(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
@@ -168,3 +160,15 @@ def simulate_torch(current, decay: float, threshold: float, penalty: float, prop
         torch.sub(h, reset, out=reset)
         v = torch.where(g, reset, h, out=v if states is None else states[t])
     return states, outputs
+
+
+# the forward gives the same bits by every backend (SPEED); the gradients match to float32 rounding (ROUNDING)
+dispatch.register(
+    "snn.forward", "neurons", dispatch.SPEED, *dispatch.backends("snn_forward", fused, triton_neurons, torch_run=simulate_torch)
+)
+dispatch.register(
+    "snn.backward",
+    "neurons",
+    dispatch.ROUNDING,
+    *dispatch.backends("snn_backward", fused, triton_neurons, torch_run=NeuronRecurrence.backward_torch),
+)

@@ -26,14 +26,19 @@ from __future__ import annotations
 
 import torch
 
-from models import fused, masked_linear
+from models import dispatch, fused, masked_linear
 from models import masks as mask_rng
+
+# the steps of a chunk with the neuron states carried over: C only, called a chunk at a time once ``available`` chose
+dispatch.register("snn.steps", "neurons", dispatch.SPEED, dispatch.Backend(fused.PROVIDER, fused.snn_steps))
+dispatch.register("snn.steps_backward", "neurons", dispatch.ROUNDING, dispatch.Backend(fused.PROVIDER, fused.snn_steps_backward))
 
 
 def available(x: torch.Tensor, weight: torch.Tensor, time_steps: int) -> bool:
     """Whether this path takes ``x`` (B, n): T >= 3 (layer 1 runs T - 2 steps), masked_linear's conditions for those
-    steps (the same masks as the other paths from the same seed), and the neuron kernels built."""
-    return time_steps >= 3 and masked_linear.available(x, weight, time_steps - 2) and bool(fused.native())
+    steps (the same masks as the other paths from the same seed), and the neuron kernels built (models/dispatch.py
+    says whether: chosen once per training step, the chunks then call the C kernels directly)."""
+    return time_steps >= 3 and masked_linear.available(x, weight, time_steps - 2) and dispatch.ready("snn.steps", "cpu")
 
 
 def _kept(owner: object, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

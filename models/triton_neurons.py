@@ -10,8 +10,9 @@ The forward kernel does the torch loop's operations in its order with FMA contra
 it gives the same bits; the backward kernel matches the torch loop to float32 rounding.
 
 Each public function returns None where its kernel does not apply (no Triton, not float32 on a CUDA device, a graph
-to record): the caller runs its torch loop. ``TRITON_INTERPRET=1`` (set before the first import of Triton) runs the
-kernels in Triton's interpreter on CPU tensors: how the tests check them on a machine without a GPU.
+to record), and its ``*_refusal`` says why: models/dispatch.py, where models/snn.py and models/lif.py register these
+kernels after the C ones, then runs the torch loop. ``TRITON_INTERPRET=1`` (set before the first import of Triton)
+runs the kernels in Triton's interpreter on CPU tensors: how the tests check them on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import math
 import os
 
 import torch
+
+from models import dispatch
 
 try:
     import triton
@@ -36,28 +39,38 @@ def interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def unready() -> str | None:
+    """Why the kernels cannot run in this process (None: they can, on a CUDA device or under the interpreter)."""
+    if triton is None:
+        return "triton not installed"
+    if os.environ.get(DISABLE, "1") == "0":
+        return f"{DISABLE}=0"
+    return None
+
+
+def _devices() -> tuple[str, ...]:
+    return ("cuda", "cpu") if interpreted() else ("cuda",)
+
+
+PROVIDER = dispatch.Provider("triton", lambda device: device in _devices(), unready)  # snn.*, lif.forward on CUDA
+
+
 def available() -> bool:
     """Whether the kernels can run here at all: Triton imports, not turned off, and a GPU (or the interpreter)."""
-    if triton is None or os.environ.get(DISABLE, "1") == "0":
-        return False
-    return interpreted() or torch.cuda.is_available()
+    return unready() is None and (interpreted() or torch.cuda.is_available())
+
+
+def refusal(*tensors: torch.Tensor | None) -> str | None:
+    """Why the kernels do not take these tensors (None: they do): they take float32 (or bool), on CUDA (on the CPU too
+    under the interpreter), and no graph to record (only torch's operations record one)."""
+    if not available():
+        return unready() or "no CUDA device"
+    return dispatch.tensor_refusal(tensors, _devices(), (torch.float32, torch.bool), contiguous=False)
 
 
 def applies(*tensors: torch.Tensor | None) -> bool:
-    """Whether the kernels take these tensors: float32 (or bool), on CUDA (any device under the interpreter), and no
-    graph to record (only torch's operations record one)."""
-    if not available():
-        return False
-    for t in tensors:
-        if t is None:
-            continue
-        if t.device.type != "cuda" and not (interpreted() and t.device.type == "cpu"):
-            return False
-        if t.dtype not in (torch.float32, torch.bool):
-            return False
-        if t.requires_grad and torch.is_grad_enabled():
-            return False
-    return True
+    """Whether the kernels take these tensors (``refusal`` says why not)."""
+    return refusal(*tensors) is None
 
 
 if triton is not None:
@@ -149,12 +162,24 @@ def _bytes_view(gates: torch.Tensor) -> torch.Tensor:
     return gates.view(torch.int8)
 
 
+def snn_forward_refusal(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str,
+                        gates=None) -> str | None:  # fmt: skip
+    """Why ``snn_forward`` does not take these arguments, or None."""
+    if current.dim() != 3:
+        return "not a (T, B, N) sequence"
+    if why := refusal(current, gates):
+        return why
+    if current.dtype != torch.float32:
+        return str(current.dtype).removeprefix("torch.")
+    if gates is not None and (gates.dtype != torch.bool or gates.shape != current.shape or not gates.is_contiguous()):
+        return "gates not a contiguous bool tensor of the current's shape"
+    return None
+
+
 def snn_forward(current, decay: float, threshold: float, penalty: float, proportional: bool, keep: str, gates=None):
     """``models.snn.simulate`` by the Triton kernel: ``(states, outputs)``, each (T, B, N) or None as ``keep`` says;
     ``gates`` (bool, (T, B, N)) receives g_t. None where the kernel does not apply."""
-    if current.dim() != 3 or not applies(current, gates) or current.dtype != torch.float32:
-        return None
-    if gates is not None and (gates.dtype != torch.bool or gates.shape != current.shape or not gates.is_contiguous()):
+    if snn_forward_refusal(current, decay, threshold, penalty, proportional, keep, gates) is not None:
         return None
     current = current.contiguous()
     T, M = current.shape[0], math.prod(current.shape[1:])
@@ -171,12 +196,19 @@ def snn_forward(current, decay: float, threshold: float, penalty: float, proport
     return states, outputs
 
 
+def snn_backward_refusal(grad_kept, gates, decay: float, slope: float, states: bool) -> str | None:
+    """Why ``snn_backward`` does not take these arguments, or None."""
+    if gates.dim() != 3 or gates.dtype != torch.bool:
+        return "gates not a (T, B, N) bool tensor"
+    if grad_kept.dtype != torch.float32:
+        return str(grad_kept.dtype).removeprefix("torch.")
+    return refusal(grad_kept, gates) or (None if grad_kept.shape == gates.shape else "a gradient not of the gates' shape")
+
+
 def snn_backward(grad_kept, gates, decay: float, slope: float, states: bool):
     """``NeuronRecurrence``'s backward by the Triton kernel: dL/dI (T, B, N), or None where it does not apply.
     ``grad_kept`` may be one row expanded over t (autograd's gradient of a sum over t)."""
-    if gates.dim() != 3 or gates.dtype != torch.bool or grad_kept.dtype != torch.float32 or not applies(grad_kept, gates):
-        return None
-    if grad_kept.shape != gates.shape:
+    if snn_backward_refusal(grad_kept, gates, decay, slope, states) is not None:
         return None
     if grad_kept.stride(0) == 0 and grad_kept[0].is_contiguous():
         tstride = 0  # one row for every t
@@ -199,12 +231,19 @@ def _no_fma() -> dict:
     return {} if interpreted() else {"enable_fp_fusion": False}
 
 
+def lif_forward_refusal(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False) -> str | None:
+    """Why ``lif_forward`` does not take these arguments, or None."""
+    if current.dim() not in (2, 3) or (current.dim() == 3 and current.shape[0] != steps):
+        return f"a current of shape {tuple(current.shape)} for {steps} steps"
+    if current.dtype != torch.float32:
+        return str(current.dtype).removeprefix("torch.")
+    return refusal(current)
+
+
 def lif_forward(current, steps: int, beta: float, threshold: float, zero: bool, spikes: bool = False):
     """``models.lif.simulate`` by the Triton kernel, and the spikes when asked: ``(u, spikes or None)``, or None where
     it does not apply. ``current`` is (T, B, N) with T = ``steps``, or (B, N) held for every step."""
-    if current.dim() not in (2, 3) or (current.dim() == 3 and current.shape[0] != steps):
-        return None
-    if current.dtype != torch.float32 or not applies(current):
+    if lif_forward_refusal(current, steps, beta, threshold, zero) is not None:
         return None
     current = current.contiguous()
     held = current.dim() == 2
