@@ -46,3 +46,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_sep("-", f"pytest-benchmark: {len(timed)} timings, median ms per call")
     for line in textwrap.wrap("; ".join(parts), 120, break_on_hyphens=False):
         terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test tiers by marker, so that a contributor can run a fast subset (docs/architecture.md, "Tests"): ``dask``
+    (a cluster of processes each), ``golden`` (the committed reference reports rebuilt), ``cuda`` (skip without a GPU);
+    ``slow`` is set on the tests themselves. The README's command runs them all."""
+    for item in items:
+        module = item.path.name
+        if module.startswith("test_dask") or "dask" in item.name:
+            item.add_marker(pytest.mark.dask)
+        if module == "test_reference_results.py":
+            item.add_marker(pytest.mark.golden)
+        if "cuda" in item.name:
+            item.add_marker(pytest.mark.cuda)

@@ -126,15 +126,37 @@ def many_datasets(tmp_path: Path) -> Path:
     return tmp_path / "res"
 
 
+# python -m report in a process of its own that, once its first figure is drawn into the temporary folder, makes the
+# file READY and waits there for the signal: the signal always comes while drawing, however fast the machine.
+PARKED_REPORT = """
+import sys, time
+from pathlib import Path
+from report import plots
+from report.__main__ import main
+
+real, ready = plots.draw_all, Path(sys.argv.pop(1))
+
+def parked(*args, **kwargs):
+    real(*args, **kwargs)
+    ready.touch()
+    while True:
+        time.sleep(0.01)  # until the signal raises here
+
+plots.draw_all = parked
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_a_real_signal_while_drawing_leaves_the_previous_report(tmp_path, old_report, signum, status):
-    before = listing(old_report)
-    proc = subprocess.Popen([sys.executable, "-m", "report", str(many_datasets(tmp_path)), "--out", str(old_report)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not any(tmp_path.glob(".out.tmp-*/*.png")):  # drawing has begun
-        assert proc.poll() is None and time.monotonic() < deadline, "the report ended before it was interrupted"
+    before, ready = listing(old_report), tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", PARKED_REPORT, str(ready), str(many_datasets(tmp_path)), "--out",
+                             str(old_report)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.01)
+    assert any(tmp_path.glob(".out.tmp-*/*.png"))  # drawing has begun
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == status, err
