@@ -10,6 +10,15 @@ cannot run; it returns ``run_trainings``, which looks to the driver like ``bench
   worker offers its device as a resource (``{"cuda:0": 1}``) and each training asks for its own, so a GPU runs
   one training at a time. With ``--scheduler``, a cuda training asks for ``{"GPU": 1}`` (workers started with
   ``--resources GPU=1``, one per GPU) and a CPU one for nothing.
+- One training per worker process: two in one process would share its random generators, its torch threads and
+  its peak-memory counter (rows no longer reproducible, memory figures wrong). The LocalCluster's workers have one
+  thread each; a ``--scheduler`` worker with more is refused before the run starts (UsageError).
+- Submission: Dask binds a task that asks for a resource to a worker when it is submitted, so a grid submitted
+  whole left a worker idle while trainings waited behind another. A training is submitted only when a worker
+  that can run it is free (nothing in its processing as the scheduler sees it, nor a task of this run not placed
+  yet): one per free worker, those asking for a resource first; the scheduler then gives it to that free worker
+  (the earliest start). The scheduler is asked again when a training ends, and every LOOK seconds for workers
+  that joined (a scaled or replaced one).
 - Threads: a training uses ``--threads`` torch threads, or 1 when it is not given, as Dask's own workers do
   (their OMP_NUM_THREADS=1): one single-threaded training per core, unless ``--threads`` asks otherwise.
 - Each task runs ``bench.executors.guarded`` on a worker and puts every event, pickled, on a ``distributed.Queue``
@@ -17,13 +26,16 @@ cannot run; it returns ``run_trainings``, which looks to the driver like ``bench
   reach the queue. A worker that dies (killed, out of memory) makes Dask run its training again elsewhere: it
   goes on from its last checkpoint; what it sends twice (its restored epoch, its analysis, its end) is dropped.
 - ``stop()``: a ``distributed.Event`` tells the trainings under way to stop at their next batch (each checks it
-  at most every STOP_POLL seconds); those not begun are cancelled. Every training that started ends
-  ``interrupted``, the others stay ``pending``, and ``--resume``, with either executor, finishes the run.
+  at most every STOP_POLL seconds); those submitted and not begun are cancelled, the others never submitted. Every
+  training that started ends ``interrupted``, the others stay ``pending``, and ``--resume``, with either executor,
+  finishes the run.
 - A CheckpointError on a worker stops the run, as in the local executor: the other trainings stop as after a
   signal, then it is raised here.
 
-``SNNBENCH_DASK_TIMES=FILE`` appends a JSON line per message received (when it was sent on its worker, received
-here, its training submitted, and an epoch's own seconds): scripts/dask_overhead.py reads it.
+Each training's worker (its address and host name) is printed when it begins there: ``bench.run: TRAINING started
+on worker tcp://... (HOST)``. ``SNNBENCH_DASK_TIMES=FILE`` appends a JSON line per message received (the run, the
+training, its worker and host, when it was sent there, received here, the training handed to this executor
+(``queued``) and submitted to Dask, and an epoch's own seconds): scripts/dask_overhead.py reads it.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import json
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
 import time
@@ -53,6 +66,7 @@ RETRIES = 3  # runs of a training whose task raised (its worker's deaths Dask co
 POLL = 0.05  # seconds the driver waits, when no event came, before it looks again
 STOP_POLL = 1.0  # seconds between a training's looks at the run's stop Event (each is a call to the scheduler)
 GRACE = 300  # seconds the trainings under way get to stop after a signal before they are left behind
+LOOK = 1.0  # seconds between looks at the scheduler's free workers while trainings wait (besides one per ended one)
 TIMES = "SNNBENCH_DASK_TIMES"
 
 
@@ -103,30 +117,39 @@ class _Run:
         self.name = f"snnbench-{uuid.uuid4().hex}"
         self.queue, self.stopping = Queue(self.name, client=client), Event(self.name, client=client)
         self.began, self.started, self.ended, self.analysed = set(), set(), set(), set()
-        self.submitted: dict = {}
+        self.queued, self.submitted = time.time(), {}
+        self.workers, self.wake = _Workers(client), threading.Event()  # wake: set when a task of this run ends
         self.error: str | None = None  # a CheckpointError's message: it stops the run
         self.times = open(os.environ[TIMES], "a") if os.environ.get(TIMES) else None
 
     def events(self, tasks, analysed):
-        futures, deadline = {}, None
+        futures, deadline, waiting = {}, None, list(tasks)  # waiting: not submitted yet
         try:
-            for task in tasks:
-                resources = {task.device: 1} if self.own else {"GPU": 1} if task.device.startswith("cuda") else None
-                futures[task.key] = self.client.submit(
-                    _train_on_worker, task, self.checkpoint_dir, analysed.get(task.key, False), self.name,
-                    key=f"{task.key.file_stem()}-{self.name[-8:]}", pure=False, retries=RETRIES, resources=resources,
-                )  # fmt: skip
-                self.submitted[task.key] = time.time()
-            while futures and (deadline is None or time.monotonic() < deadline):
+            while (futures or waiting) and (deadline is None or time.monotonic() < deadline):
                 if deadline is None and (self.stop() or self.error):
                     deadline = time.monotonic() + GRACE
+                    waiting.clear()  # never submitted: they stay pending
                     self.stopping.set()  # those under way stop at their next batch; those not begun never begin
                     self.client.cancel([f for key, f in futures.items() if key not in self.began])
+                in_flight = {f.key: self._resources(key.device) for key, f in futures.items()}
+                for task in self.workers.free_for(waiting, in_flight, lambda t: self._resources(t.device)):
+                    futures[task.key] = self.client.submit(
+                        _train_on_worker, task, self.checkpoint_dir, analysed.get(task.key, False), self.name,
+                        key=f"{task.key.file_stem()}-{self.name[-8:]}", pure=False, retries=RETRIES,
+                        resources=self._resources(task.device),
+                    )  # fmt: skip
+                    futures[task.key].add_done_callback(lambda _: self.wake.set())
+                    self.submitted[task.key] = time.time()
+                self.wake.clear()
                 done = [key for key, f in futures.items() if f.done()]  # before the queue is emptied: all they sent is in it
-                for message in self._messages():
+                messages = self.queue.get(batch=True)
+                for message in messages:
                     yield from self._received(*pickle.loads(message))
                 for key in done:  # released at once: a result lost with its worker would run the training again
+                    self.workers.due = True  # its worker is free: look again
                     yield from self._outcome(key, futures.pop(key), stopped=deadline is not None)
+                if not messages and not done:  # a get with a timeout would log its timeout
+                    self.wake.wait(POLL)  # or less: a task that ends frees a worker for a waiting training
             for key in sorted(self.started - self.ended) if deadline is not None else ():
                 yield Ended(key, "interrupted")
             if self.error:
@@ -138,20 +161,21 @@ class _Run:
             if self.times:
                 self.times.close()
 
-    def _messages(self) -> list[bytes]:
-        """What is in the queue; if nothing, after POLL seconds (a get with a timeout would log its timeout)."""
-        found = self.queue.get(batch=True)
-        if not found:
-            time.sleep(POLL)
-        return found
+    def _resources(self, device: str) -> dict[str, int] | None:
+        """What a training on ``device`` asks of its worker: the device on the LocalCluster (a worker each), a GPU from a
+        scheduler's workers (started with --resources GPU=1), nothing for a CPU training there."""
+        return {device: 1} if self.own else {"GPU": 1} if device.startswith("cuda") else None
 
-    def _received(self, key, worker, sent, event):
+    def _received(self, key, worker, host, sent, event):
         if self.times:
             compute = event.row["train_seconds"] + event.row["eval_seconds"] if isinstance(event, Epoch) else None
-            line = {"training": key.describe(), "worker": worker, "kind": type(event).__name__ if event else "Began",
-                    "sent": sent, "received": time.time(), "submitted": self.submitted[key], "compute": compute}  # fmt: skip
+            line = {"run": self.name[-8:], "training": key.describe(), "worker": worker, "host": host,
+                    "kind": type(event).__name__ if event else "Began", "sent": sent, "received": time.time(),
+                    "queued": self.queued, "submitted": self.submitted[key], "compute": compute}  # fmt: skip
             self.times.write(json.dumps(line) + "\n")
         if event is None:
+            print(f"bench.run: {key.describe()} started{' again' if key in self.began else ''} on worker {worker} ({host})",
+                  file=sys.stderr, flush=True)  # fmt: skip
             self.began.add(key)
         elif key in self.ended or (isinstance(event, Analysis) and key in self.analysed):
             return  # sent again by a training that ran again after its worker died
@@ -183,11 +207,12 @@ def _train_on_worker(task, checkpoint_dir: str, analysed: bool, name: str) -> st
 
     client = get_client()
     queue, stop, worker = Queue(name, client=client), _Stop(Event(name, client=client)), get_worker().address
+    host = socket.gethostname()
     if stop():
         return None
 
     def send(event) -> None:
-        queue.put(pickle.dumps((task.key, worker, time.time(), event)))
+        queue.put(pickle.dumps((task.key, worker, host, time.time(), event)))
 
     send(None)  # it began: from now on a stop waits for its end
     run_dir = Path(checkpoint_dir).parent
@@ -201,6 +226,46 @@ def _train_on_worker(task, checkpoint_dir: str, analysed: bool, name: str) -> st
     except CheckpointError as exc:  # stops the run: the driver raises it
         return str(exc)
     return None
+
+
+class _Workers:
+    """The cluster's workers as its scheduler sees them: which are free to take one of the waiting trainings."""
+
+    def __init__(self, client):
+        self.client = client
+        self.offers: dict[str, dict] = {}  # worker address -> the resources it offers
+        self.due, self.looked = True, float("-inf")  # a look is due at first and once a training has ended
+
+    def free_for(self, waiting: list, in_flight: dict, needs) -> list:
+        """The waiting tasks to submit now (taken out of ``waiting``): one per free worker that can run it, those asking
+        for a resource first, else in their order. ``in_flight``: this run's submitted tasks (Dask key -> resources)
+        that have not ended; ``needs(task)``: the resources a task asks for."""
+        if not waiting or not (self.due or time.monotonic() - self.looked >= LOOK):
+            return []
+        self.due, self.looked = False, time.monotonic()
+        processing = self.client.processing()  # every worker -> the keys it runs or holds to run, of every client
+        if set(processing) - set(self.offers):
+            workers = self.client.scheduler_info(n_workers=-1)["workers"]
+            self.offers = {w: dict(info.get("resources") or {}) for w, info in workers.items()}
+        # a worker is free without a task of any client: one training per worker process, whatever its threads
+        free = sorted((w for w, keys in processing.items() if not keys and w in self.offers), key=lambda w: not self.offers[w])
+        placed = {key for keys in processing.values() for key in keys}
+        for need in sorted((need for key, need in in_flight.items() if key not in placed), key=lambda need: not need):
+            self._take(free, need)  # just submitted (or waiting for a worker): the scheduler gives it a free one
+        chosen = [task for task in sorted(waiting, key=lambda t: not needs(t)) if free and self._take(free, needs(task))]
+        for task in chosen:
+            waiting.remove(task)
+        return chosen
+
+    def _take(self, free: list[str], need: dict | None) -> str | None:
+        """The free worker a task asking for ``need`` goes to, out of ``free``: one that offers it; for a task that asks
+        for nothing, one that offers nothing if there is one (a GPU's worker is kept for the GPU's trainings)."""
+        fits = [w for w in free if all(self.offers[w].get(r, 0) >= n for r, n in (need or {}).items())]
+        if not fits:
+            return None
+        worker = min(fits, key=lambda w: bool(self.offers[w])) if not need else fits[0]
+        free.remove(worker)
+        return worker
 
 
 class _Stop:
@@ -240,7 +305,7 @@ def _local_cluster(devices: list[str], cpu_workers: int):
     cluster = LocalCluster(n_workers=0, threads_per_worker=1, processes=True, dashboard_address=":0")
     template = cluster.new_spec
     for slot in slots:
-        options = {**template["options"], "resources": {slot.partition("-")[0]: 1}, "preload": [__name__],
+        options = {**template["options"], "nthreads": 1, "resources": {slot.partition("-")[0]: 1}, "preload": [__name__],
                    "memory_limit": MEMORY_LIMIT // len(slots)}  # fmt: skip
         cluster.worker_spec[slot] = {"cls": template["cls"], "options": options}
     cluster.scale(len(cluster.worker_spec))
@@ -270,6 +335,13 @@ def _check_workers(client, address: str, folder: Path, cuda: bool) -> None:
     except (TimeoutError, asyncio.TimeoutError):
         raise UsageError(f"the Dask scheduler at {address} has no worker (waited {WORKER_WAIT} s)") from None
     workers = client.scheduler_info(n_workers=-1)["workers"]
+    threaded = {w: info["nthreads"] for w, info in workers.items() if info.get("nthreads", 1) > 1}
+    if threaded:
+        named = ", ".join(f"{w} ({n} threads)" for w, n in sorted(threaded.items())[:4])
+        more = f" and {len(threaded) - 4} more" if len(threaded) > 4 else ""
+        raise UsageError(f"Dask worker(s) {named}{more} of the scheduler at {address} run more than one thread: trainings "
+                         "that share a worker process share its random generators, torch threads and peak-memory "
+                         f"counter; start one process per training: dask worker {address} --nworkers N --nthreads 1")  # fmt: skip
     if cuda and not any(w.get("resources", {}).get("GPU") for w in workers.values()):
         raise UsageError(f"no worker of the Dask scheduler at {address} offers a GPU: start one per GPU with "
                          "dask worker --resources GPU=1")  # fmt: skip

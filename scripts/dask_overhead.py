@@ -3,11 +3,16 @@ LocalClusters of one and of two workers, each a ``python -m bench.run`` of its o
 training's overhead as its events show it.
 
     python scripts/dask_overhead.py [--epochs 2] [--seeds 0 1 2 3 4]
+    python scripts/dask_overhead.py --busy TIMES_FILE   # each worker's busy time in runs made with SNNBENCH_DASK_TIMES
 
 A training's overhead is the time from its submission (or from the end of the training its worker ran before it) to
 its first epoch reaching bench.run, less that epoch's own training and test seconds: the scheduling, the worker's
 data load and model build (the first training on a worker also waits for the worker's imports), the checkpoint,
 and the trip of the event. bench.run writes the events' times where SNNBENCH_DASK_TIMES says (bench/dask_executor.py).
+
+A worker's busy time is the sum of its trainings' times from their start there to their end (the ``Began`` and
+``Ended`` messages it sent); the grid's wall time runs from the trainings handed to the executor to the last end.
+"While queued" is the part of it until the last training began: a worker not busy then left a training waiting.
 """
 
 from __future__ import annotations
@@ -65,6 +70,43 @@ def overheads(times: Path) -> tuple[list[float], list[float]]:
     return per_training, [line["received"] - line["sent"] for line in lines]
 
 
+def busy(times: Path) -> list[tuple[str, float, float, list[list]]]:
+    """Per run in the file: its id, wall seconds, seconds while trainings were queued, and a row per worker (address,
+    host, trainings, busy s, busy % of the wall time, busy % while queued); see the module's doc."""
+    runs: dict[str, list[dict]] = {}
+    for line in times.read_text().splitlines():
+        message = json.loads(line)
+        runs.setdefault(message.get("run", "-"), []).append(message)  # files of older versions: one run, no "run"
+    found = []
+    for run_id, lines in runs.items():
+        start = min(m.get("queued", m["submitted"]) for m in lines)
+        spans: dict[str, list] = {}  # worker -> [host, [(began, ended)]]
+        began: dict[tuple, float] = {}
+        for m in sorted(lines, key=lambda m: m["sent"]):
+            if m["kind"] == "Began":
+                began[m["worker"], m["training"]] = m["sent"]
+            elif m["kind"] == "Ended" and (m["worker"], m["training"]) in began:
+                spans.setdefault(m["worker"], [m.get("host", "-"), []])[1].append((began[m["worker"], m["training"]], m["sent"]))
+        if not spans:
+            continue
+        end = max(e for _, ss in spans.values() for _, e in ss)
+        last_began = max(began.values())
+        wall, queued = end - start, last_began - start
+        rows = [[worker, host, len(ss), sum(e - b for b, e in ss), 100 * sum(e - b for b, e in ss) / wall,
+                 100 * sum(max(0.0, min(e, last_began) - b) for b, e in ss) / queued if queued > 0 else None]
+                for worker, (host, ss) in sorted(spans.items())]  # fmt: skip
+        found.append((run_id, wall, queued, rows))
+    return found
+
+
+def print_busy(times: Path) -> None:
+    for run_id, wall, queued, rows in busy(times):
+        print(f"run {run_id}: wall {wall:.1f} s, trainings queued for the first {queued:.1f} s")
+        print(tabulate(rows, floatfmt=".1f", missingval="-",
+                       headers=["worker", "host", "trainings", "busy s", "busy % of wall", "busy % while queued"]))  # fmt: skip
+        print()
+
+
 def cluster_start(workers: int) -> float:
     """Seconds from nothing to a LocalCluster whose workers are all up (their imports done: the preload imports torch)."""
     start = time.perf_counter()
@@ -78,7 +120,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=2, help="epochs per training (default: %(default)s)")
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2", "3", "4"], help="(default: 0 1 2 3 4)")
+    p.add_argument("--busy", type=Path, metavar="TIMES_FILE", help="only print each worker's busy time in the runs of a "
+                   "SNNBENCH_DASK_TIMES file")  # fmt: skip
     args = p.parse_args()
+    if args.busy:
+        return print_busy(args.busy)
     grid = ["--models", "ffn", "snn:time_steps=16", "--lr-scale", "0.5", "1", "--seeds", *args.seeds,
             "--epochs", str(args.epochs), "--device", "cpu", "--dataset", "mnist-mini"]  # fmt: skip
     trainings = 2 * 2 * len(args.seeds)
@@ -90,18 +136,22 @@ def main() -> None:
             (run_dir,) = (Path(tmp) / str(len(table))).iterdir()
             compute = sum(r["train_seconds"] + r["eval_seconds"] for r in read_epochs(run_dir / "epochs.csv"))
             per_training, trips = overheads(times)
+            runs = busy(times) if times.exists() else []
             table.append([name, wall, compute, (wall * workers - compute) / trainings,
                           statistics.median(per_training) if per_training else None,
-                          statistics.median(trips) * 1000 if trips else None])  # fmt: skip
+                          statistics.median(trips) * 1000 if trips else None,
+                          min(r[5] for r in runs[0][3]) if runs and runs[0][2] > 0 else None])  # fmt: skip
         starts = {n: cluster_start(n) for n in (1, 2)}
     print(f"{trainings} mnist-mini trainings (ffn and snn:time_steps=16, lr scales 0.5 1, seeds {' '.join(args.seeds)}, "
           f"{args.epochs} epoch(s) each) on {os.cpu_count()} core(s)\n")  # fmt: skip
     print(tabulate(table, floatfmt=".2f", missingval="-", headers=[
-        "executor", "wall s", "Σ epoch s", "other s per training", "median overhead s", "median event trip ms"]))  # fmt: skip
+        "executor", "wall s", "Σ epoch s", "other s per training", "median overhead s", "median event trip ms",
+        "least busy worker % while queued"]))  # fmt: skip
     print(
         "\nwall s: the whole bench.run process; Σ epoch s: the training and test seconds of all epochs; other s per "
         "training: (wall s x workers - Σ epoch s) / trainings, the cost of everything else, start-up included; "
-        "median overhead: submission (or the worker free) to the first epoch received, less that epoch's seconds."
+        "median overhead: submission (or the worker free) to the first epoch received, less that epoch's seconds; "
+        "least busy worker: its busy time while trainings were queued (python scripts/dask_overhead.py --busy FILE)."
     )
     print("LocalCluster start-up: " + ", ".join(f"{s:.2f} s with {n} worker(s)" for n, s in starts.items()))
 

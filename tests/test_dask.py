@@ -1,6 +1,8 @@
 """--executor dask: the rows of the local executor, through a killed worker, a Ctrl-C and --resume, on a cluster started
-apart; and the mistakes that stop it before anything is written. Each cluster costs seconds: the runs are tiny."""
+apart; no worker idle while trainings wait; and the mistakes that stop it before anything is written (a worker with more
+than one thread among them). Each cluster costs seconds: the runs are tiny."""
 
+import contextlib
 import csv
 import json
 import os
@@ -128,7 +130,10 @@ def test_a_ctrl_c_stops_the_trainings_on_the_cluster_and_resume_finishes_the_run
     assert statuses(run_dir) == ["complete", "complete"]
 
 
-def test_a_scheduler_and_worker_started_apart_run_the_grid(tmp_path, capsys):
+@contextlib.contextmanager
+def scheduler_and_worker(tmp_path: Path, nthreads: int = 1):
+    """A ``dask scheduler`` and one ``dask worker --nthreads N`` on localhost, as a user starts them; the scheduler's
+    address. Both are stopped at the end."""
     scheduler_file = tmp_path / "scheduler.json"
     dask = [sys.executable, "-m"]
     started = []
@@ -136,13 +141,12 @@ def test_a_scheduler_and_worker_started_apart_run_the_grid(tmp_path, capsys):
         started.append(subprocess.Popen([*dask, "distributed.cli.dask_scheduler", "--port", "0", "--no-dashboard",
                                          "--scheduler-file", str(scheduler_file)], stderr=subprocess.DEVNULL))  # fmt: skip
         started.append(subprocess.Popen([*dask, "distributed.cli.dask_worker", "--scheduler-file", str(scheduler_file),
-                                         "--nthreads", "1", "--no-dashboard"], stderr=subprocess.DEVNULL))  # fmt: skip
+                                         "--nthreads", str(nthreads), "--no-dashboard"], stderr=subprocess.DEVNULL))  # fmt: skip
         deadline = time.monotonic() + 60
         while not scheduler_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.2)  # written whole by now
-        address = json.loads(scheduler_file.read_text())["address"]
-        assert main([*GRID, "--executor", "dask", "--scheduler", address, "--out", str(tmp_path / "dask")]) == 0
+        yield json.loads(scheduler_file.read_text())["address"]
     finally:
         for proc in reversed(started):
             proc.terminate()
@@ -151,10 +155,61 @@ def test_a_scheduler_and_worker_started_apart_run_the_grid(tmp_path, capsys):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    assert "bench.run: 4 trainings on a Dask cluster of 1 worker(s)" in capsys.readouterr().err
+
+
+def test_a_scheduler_and_worker_started_apart_run_the_grid(tmp_path, capsys):
+    with scheduler_and_worker(tmp_path) as address:
+        assert main([*GRID, "--executor", "dask", "--scheduler", address, "--out", str(tmp_path / "dask")]) == 0
+    err = capsys.readouterr().err
+    assert "bench.run: 4 trainings on a Dask cluster of 1 worker(s)" in err
+    assert err.count(f"started on worker {address.rsplit(':', 1)[0]}") == 4  # each training: its worker and host
     assert main([*GRID, "--out", str(tmp_path / "local")]) == 0
     assert numbers(only_run(tmp_path / "dask")) == numbers(only_run(tmp_path / "local"))
     assert not list(tmp_path.glob("dask/.snnbench-probe*"))  # the shared-folder check leaves nothing
+
+
+def test_a_scheduler_s_worker_with_two_threads_is_refused_before_the_run_exists(tmp_path, capsys):
+    with scheduler_and_worker(tmp_path, nthreads=2) as address:
+        assert main([*GRID, "--executor", "dask", "--scheduler", address, "--out", str(tmp_path / "res")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"bench.run: error: Dask worker(s) {address.rsplit(':', 1)[0]}:") and err.count("\n") == 1
+    assert f"(2 threads) of the scheduler at {address} run more than one thread" in err
+    assert err.endswith(f"start one process per training: dask worker {address} --nworkers N --nthreads 1\n")
+    assert not (tmp_path / "res").exists()
+
+
+def test_short_trainings_never_wait_behind_a_long_one_while_another_worker_is_free(tmp_path, capsys, monkeypatch):
+    """One long training and four short ones on 2 workers: the short ones all run on the other worker while the long
+    one trains. Dask binds a task that asks for a resource to a worker when it is submitted: had the grid been submitted
+    whole, some short ones would wait behind the long one (work stealing, turned off here, moves them only sometimes)."""
+    import dask
+
+    times = tmp_path / "times.jsonl"
+    monkeypatch.setenv(dask_executor.TIMES, str(times))
+    threads, local_cluster = [], dask_executor._local_cluster
+
+    def recorded(*args):
+        cluster = local_cluster(*args)
+        threads.extend(w["nthreads"] for w in cluster.scheduler_info["workers"].values())
+        return cluster
+
+    monkeypatch.setattr(dask_executor, "_local_cluster", recorded)
+    shorts = ["ffn", "ffn:hidden=50", "ffn:hidden=20", "ffn:hidden=10"]
+    argv = ["--models", "snn:time_steps=64", *shorts, "--seeds", "0", "--epochs", "3", "--device", "cpu", "--dataset",
+            "mnist-mini", "--max-batches", "12", "--batch-size", "100", "--threads", "1", "--no-report"]  # fmt: skip
+    with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        assert main([*argv, "--executor", "dask", "--workers", "2", "--out", str(tmp_path / "dask")]) == 0
+    assert threads == [1, 1]  # one training per worker process
+    span: dict[str, list] = {}  # training -> [worker, began, ended]
+    for line in map(json.loads, times.read_text().splitlines()):
+        if line["kind"] == "Began":
+            span[line["training"]] = [line["worker"], line["sent"], None]
+        elif line["kind"] == "Ended":
+            span[line["training"]][2] = line["sent"]
+    long_worker, _, long_ended = span.pop("snn:time_steps=64 cpu seed 0")
+    assert sorted(span) == sorted(f"{s} cpu seed 0" for s in shorts)
+    for training, (worker, began, _) in span.items():
+        assert worker != long_worker and began < long_ended, f"{training} waited behind the long training"
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_2_within_15_s(tmp_path, capsys):
