@@ -58,6 +58,7 @@ from bench.checkpoint import CheckpointError
 from bench.cli import UsageError, one_line
 from bench.devices import cores
 from bench.executors import Ended, guarded
+from bench.provenance import placement
 from bench.train import Analysis, Epoch, Started
 
 CONNECT_TIMEOUT = 10  # seconds to reach --scheduler: an unreachable one is an error within 15 s
@@ -77,7 +78,7 @@ def prepare(args):
         import distributed
     except ImportError:
         raise UsageError("--executor dask needs the distributed package: pip install -e '.[dask]'") from None
-    threads = args.threads or 1
+    threads = placement("dask", "cpu", args.threads, None, args.scheduler, cores())[0]  # as recorded in run.json
     if args.scheduler is not None:
         folder = Path(args.resume) if args.resume else _existing(Path(args.out).absolute())
         with _connect(args.scheduler) as client:
@@ -86,9 +87,11 @@ def prepare(args):
     def run_trainings(tasks, checkpoint_dir, analysed, stop):
         if not tasks or stop():
             return
-        cluster = None
+        cluster, environment = None, dict(os.environ)
         if args.scheduler is None:
-            cluster = _local_cluster([t.device for t in tasks], args.workers or max(1, cores() // threads))
+            # the CPU workers: the count that bench.provenance.placement records as the trainings in parallel
+            workers = placement("dask", "cpu", args.threads, args.workers, None, cores())[1]
+            cluster = _local_cluster([t.device for t in tasks], workers)
             client = distributed.Client(cluster)
         else:
             client = _connect(args.scheduler)
@@ -102,8 +105,18 @@ def prepare(args):
             client.close()
             if cluster is not None:
                 cluster.close()
+                _restore(environment)
 
     return run_trainings
+
+
+def _restore(environment: dict[str, str]) -> None:
+    """This process's environment as it was before the LocalCluster: Dask's nanny sets its pre-spawn variables
+    (OMP_NUM_THREADS=1, MKL_NUM_THREADS=1, ...) in the parent's os.environ to start each worker, and leaves them there,
+    so every process started from here afterwards would have trained with one thread."""
+    for name in set(os.environ) - set(environment):
+        del os.environ[name]
+    os.environ.update({k: v for k, v in environment.items() if os.environ.get(k) != v})
 
 
 class _Run:

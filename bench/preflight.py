@@ -67,8 +67,14 @@ def build_parser() -> Parser:
     p.add_argument(
         "--resume", metavar="RUN_DIR", default=None,
         help="finish the run in RUN_DIR with the arguments recorded in its run.json; only --no-report, "
-             "--keep-checkpoints, --executor, --workers and --scheduler may be added (default: start a new run)",
+             "--keep-checkpoints, --threads, --executor, --workers, --scheduler and --new-segment may be added, and a "
+             "change of the threads, the trainings in parallel, the hardware or a kernel backend needs --new-segment "
+             "(default: start a new run)",
     )  # fmt: skip
+    p.add_argument("--new-segment", action="store_true",
+                   help="with --resume: go on although the trainings would run with other threads, trainings in "
+                        "parallel, hardware or kernel backends than they ran with; the report keeps the seconds of each "
+                        "condition apart (default: refuse such a resume)")  # fmt: skip
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each training's last checkpoint when it ends")
     p.add_argument("--list", action="store_true", help="list every model and dataset, where it comes from, and the "
                    "models' config keys; run nothing")  # fmt: skip
@@ -126,6 +132,8 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError(f"the same --lr-scale is given twice: {' '.join(map(str, args.lr_scale))}")
     if args.executor != "dask" and (args.scheduler is not None or args.workers is not None):
         raise UsageError(f"{'--scheduler' if args.scheduler is not None else '--workers'} needs --executor dask")
+    if args.new_segment and args.resume is None:
+        raise UsageError("--new-segment needs --resume: a new run's trainings start their first segment")
     if args.scheduler is not None and args.workers is not None:
         raise UsageError("--workers is for the LocalCluster that bench.run starts; with --scheduler the cluster has its own")
     return args

@@ -3,34 +3,41 @@
 run.json keeps the parsed arguments under ``"args"``; ``to_argv`` turns them back into a
 command line, so a resumed run goes through the very same parser and checks as a new one.
 The training config is recorded from its dataclass (``"schedule"``), each model with its registry
-facts (``"models"``), and the ``"trainings"`` list holds each training's key (model, device, seed),
-status (pending, running, complete, diverged, oom, interrupted) and epochs done. Only bench.run's
-process writes it.
+facts (``"models"``), and the ``"trainings"`` list holds each training's key (model, device, seed, lr scale),
+status (pending, running, complete, diverged, oom, interrupted, failed), epochs done and segments (one per stretch
+between resumes, with the provenance taken where it trained: ``provenance``; bench/provenance.py reads them). Only
+bench.run's process writes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import shlex
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench import config as train_config
+from bench import provenance as origin
 from bench.checkpoint import CheckpointError, Checkpoints
 from bench.data import VALIDATION_SEED
 from bench.results import lock_run_dir, repair_csv, write_json
 from bench.schema import TrainingKey, csv_columns, epoch_lines, header_problem
 
-# Only options that change no number in the results may be given with --resume; repeating
-# any other option with its recorded value is harmless, a different value is an error.
-MAY_CHANGE = ("no_report", "keep_checkpoints", "executor", "workers", "scheduler")
+# Only these options may be given with --resume; repeating any other option with its recorded value is harmless, a
+# different value is an error. --threads, --executor, --workers and --scheduler decide the threads and the trainings run
+# in parallel, which change the seconds: ``check_segments`` refuses a change of what a training trained with unless
+# --new-segment (the resumed stretch is a segment of its own either way).
+MAY_CHANGE = ("no_report", "keep_checkpoints", "threads", "executor", "workers", "scheduler", "new_segment")
 # Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
 FINISHED = ("complete", "diverged")
 
@@ -196,8 +203,8 @@ def check_rows(run_dir: Path, meta: dict[str, Any], epochs: int) -> Rows:
                 rows.restored[key] = epoch
         if wrong:
             raise ResumeError(f"--resume {run_dir}: {recorded} and {wrong}{cut_off}; delete its checkpoint "
-                              f"{checkpoints.path(key)} to train it again from epoch 1 (its rows are removed then), or "
-                              "put back a whole copy of this run's epochs.csv")  # fmt: skip
+                              f"{checkpoints.path(key)} to train it again from epoch 1 (its rows are moved to "
+                              "epochs-set-aside.csv then), or put back a whole copy of this run's epochs.csv")  # fmt: skip
     return rows
 
 
@@ -237,6 +244,26 @@ def open_run(run_dir: Path, meta: dict[str, Any], rows: Rows) -> None:
     write_json(run_dir / "run.json", meta)
 
 
+def check_segments(run_dir: Path, meta: dict[str, Any], expected: Callable[[str], dict[str, Any]], new_segment: bool) -> None:
+    """Before --resume changes anything: ResumeError (one line) when an unfinished training would go on with another
+    hardware, other torch threads, other trainings in parallel, another kernel backend or mask generator than its last
+    segment (a run from before segments: than its run.json's arguments and environment say), unless ``new_segment``.
+    ``expected(device)``: the provenance a training on ``device`` gets now (its keys that are not known: absent)."""
+    changed: list[tuple[str, str, str]] = []  # training, what names its last stretch, what changes
+    for training in meta["trainings"]:
+        if training.get("status") in FINISHED or not int(training.get("epochs_done") or 0):
+            continue  # nothing to go on from: it is trained from epoch 1, a trajectory of its own
+        before, name = origin.last(meta, training)
+        if words := origin.said(before, expected(str(training["device"]))):
+            changed.append((TrainingKey.of(training).describe(), name, words))
+    if changed and not new_segment:
+        training, name, words = changed[0]
+        more = f", and {len(changed) - 1} more training(s)" if len(changed) > 1 else ""
+        raise ResumeError(f"--resume {run_dir}: {training} would go on with {words} against its {name}{more}, which "
+                          "changes what its numbers mean; resume it as it ran, or give --new-segment to go on as a new "
+                          "segment (the report keeps its seconds apart)")  # fmt: skip
+
+
 def resume_command(run_dir: str | Path) -> str:
     return f"{Path(sys.executable).name} -m bench.run --resume {shlex.quote(str(run_dir))}"
 
@@ -246,16 +273,13 @@ def environment() -> dict[str, Any]:
     import torch
     import torchvision
 
-    import bench
     from bench.devices import available_devices, cpu_model, device_name
     from models.masks import generator_name
 
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        **versions(),
         "torchvision": torchvision.__version__,
-        "snnbench": bench.__version__,
-        "git_commit": _git_commit(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -266,6 +290,33 @@ def environment() -> dict[str, Any]:
     }
 
 
+def versions() -> dict[str, Any]:
+    """torch's and snnbench's versions and the git commit of this code (``-dirty``: with changes not committed)."""
+    import torch
+
+    import bench
+
+    return {"torch": torch.__version__, "snnbench": bench.__version__, "git_commit": _git_commit()}
+
+
+def provenance(device: str, precision: str, executor: str, parallel: int | None, threads: int | None = None) -> dict[str, Any]:
+    """What a training on ``device`` runs with, taken in the process that trains it (bench.train, after its threads are
+    set): host, hardware, torch threads (``threads``: what it will have, where that is not this process's now), each
+    kernel family's backend and the mask generator (models.dispatch.provenance), precision, versions, and the executor
+    and the trainings it runs at once on that device (``parallel``; None: unknown), which only the driver knows."""
+    import torch
+
+    from bench.devices import device_name
+    from models import dispatch
+
+    return {
+        "host": socket.gethostname(), "hardware": device_name(device),
+        "torch_threads": threads if threads is not None else torch.get_num_threads(), **dispatch.provenance(device),
+        "precision": precision, **versions(), "executor": executor, "parallel": parallel,
+    }  # fmt: skip
+
+
+@functools.cache  # this process's code: what it imported, once
 def _git_commit() -> str | None:
     here = Path(__file__).resolve().parent.parent
     try:

@@ -80,6 +80,9 @@ def holding_locks() -> Iterator[None]:
             os.close(_locks.pop())
 
 
+SET_ASIDE = "epochs-set-aside.csv"  # the rows of a training that had to start again (bench.run), kept out of the report
+
+
 class EpochWriter:
     """Append tidy rows to ``epochs.csv``; each row is on disk when ``write`` returns.
 
@@ -114,15 +117,15 @@ class EpochWriter:
         self.keys.add(key)
         return True
 
-    def drop(self, key: tuple, after: int = 0) -> int:
+    def drop(self, key: tuple, after: int = 0, aside: str | Path | None = None) -> int:
         """Remove the rows of the training ``key`` (a bench.schema.TrainingKey) of the epochs after ``after``, the file
-        replaced whole and atomically (``remove_rows``); returns how many went."""
+        replaced whole and atomically (``remove_rows``), moved to the CSV ``aside`` where given; returns how many went."""
         gone = {k for k in self.keys if k[:-1] == tuple(key) and k[-1] > after}
         if not gone:
             return 0
         self._file.close()
         try:
-            remove_rows(self.path, lambda row: row_key(row) in gone)
+            remove_rows(self.path, lambda row: row_key(row) in gone, aside)
         finally:  # appends go to the file now at ``path``, never to the replaced one
             self._file = open(self.path, "a", newline="")
             self._writer = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
@@ -163,26 +166,43 @@ def append_rows(path: str | Path, columns: list[str], rows: list[dict[str, Any]]
         os.fsync(f.fileno())
 
 
-def remove_rows(path: str | Path, drop: Callable[[dict[str, str]], bool]) -> int:
+def remove_rows(path: str | Path, drop: Callable[[dict[str, str]], bool], aside: str | Path | None = None) -> int:
     """Replace the CSV ``path``, atomically, by itself without the rows for which ``drop(row)`` (its cells as strings,
-    by column name) is true; every other line is kept byte for byte. Returns how many rows went."""
+    by column name) is true; every other line is kept byte for byte. Returns how many rows went.
+
+    With ``aside``, the rows that go are first appended to that CSV (``path``'s header line first if it is new) and
+    synced, byte for byte: a crash between the two leaves a row in both files, never in neither."""
     text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     lines = io.StringIO(text, newline="").readlines()  # the physical lines, their endings untouched
     reader = csv.reader(iter(lines))
     columns = next(reader, None)
-    kept, start, removed = lines[: reader.line_num], reader.line_num, 0
+    kept, start, removed, went = lines[: reader.line_num], reader.line_num, 0, []
     for cells in reader:
         try:
             gone = len(cells) == len(columns) and drop(dict(zip(columns, cells)))
         except (KeyError, TypeError, ValueError):  # not a row of the file's kind: kept as it is
             gone = False
         removed += gone
-        kept += [] if gone else lines[start : reader.line_num]
+        (went if gone else kept).extend(lines[start : reader.line_num])
         start = reader.line_num
     kept += lines[start:]
+    if removed and aside is not None:
+        _append_lines(Path(aside), lines[:1], went)
     if removed:
         atomic_write(path, lambda f: f.write("".join(kept).encode("utf-8", "surrogateescape")), mode="wb")
     return removed
+
+
+def _append_lines(path: Path, header: list[str], lines: list[str]) -> None:
+    """Append the CSV ``lines`` to ``path`` (``header`` first where it is new or empty) and sync."""
+    fresh = not path.exists() or path.stat().st_size == 0
+    if not fresh:
+        repair_csv(path)
+    text = "".join((header if fresh else []) + [line if line.endswith(("\n", "\r")) else line + "\n" for line in lines])
+    with open(path, "ab") as f:
+        f.write(text.encode("utf-8", "surrogateescape"))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def repair_csv(path: str | Path) -> bytes:

@@ -19,12 +19,14 @@ from tabulate import tabulate
 
 from bench import analysis, interrupt, preflight
 from bench import data as datasets
+from bench import provenance as origin
 from bench.checkpoint import CheckpointError, Checkpoints
 from bench.cli import UsageError
+from bench.devices import cores
 from bench.executors import Ended, run_local
 from bench.preflight import build_parser, parse_args  # noqa: F401  (the CLI's parser, as tests and users import it)
-from bench.record import FINISHED, ResumeError, check_rows, new_record, open_run, resume_command, take
-from bench.results import EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
+from bench.record import FINISHED, ResumeError, check_rows, check_segments, new_record, open_run, provenance, resume_command, take
+from bench.results import SET_ASIDE, EpochWriter, check_writable, holding_locks, lock_run_dir, new_run_dir, write_json
 from bench.schema import TrainingKey, header, is_metric, read_epochs
 from bench.train import Analysis, Epoch, Started, Task
 
@@ -90,6 +92,8 @@ def _main(argv: list[str] | None = None) -> int:
             run_id = meta["run_id"]
             take(run_dir)
             rows = check_rows(run_dir, meta, args.config.epochs)  # epochs.csv against run.json, before anything changes
+            check_segments(run_dir, meta, lambda device: expected(args, device), args.new_segment)
+            before = {TrainingKey.of(t): origin.last(meta, t)[0] for t in meta["trainings"]}  # (this resume not in it yet)
             if all(t["status"] in FINISHED for t in meta["trainings"]):
                 diverged = sum(t["status"] == "diverged" for t in meta["trainings"])
                 print(f"bench.run: run {run_id} has no training left to run"
@@ -101,7 +105,7 @@ def _main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.resume is None:
-        meta = new_record(args, run_id)
+        meta, before = new_record(args, run_id), {}
         write_json(run_dir / "run.json", meta)
         print(f"run {run_id}: {len(args.specs)} model(s) x {len(args.devices)} device(s) x {len(args.seeds)} seed(s) "
               f"on {args.dataset}, results in {run_dir}", file=sys.stderr)  # fmt: skip
@@ -114,7 +118,9 @@ def _main(argv: list[str] | None = None) -> int:
     specs = {s.label: s for s in args.specs}
     pending = [TrainingKey.of(t) for t in meta["trainings"] if t["status"] not in FINISHED]
     tasks = [Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[k.model], k.device, k.seed, args.config,
-                  metrics=not args.no_metrics, lr_scale=k.lr_scale, threads=args.threads) for k in pending]  # fmt: skip
+                  metrics=not args.no_metrics, lr_scale=k.lr_scale, threads=args.threads, executor=args.executor,
+                  parallel=placement(args, k.device)[1], segment=origin.next_segment(record.trainings[k]))
+             for k in pending]  # fmt: skip
     columns = header((layer for s in args.specs for layer in s.info.layers), record.grid, args.config.validation > 0)
     try:
         with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
@@ -122,7 +128,7 @@ def _main(argv: list[str] | None = None) -> int:
                 print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
                       "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
             analysed = {k: bool(record.trainings[k].get("analysed")) for k in pending}
-            recorder = Recorder(record, writer, {t.key: t for t in tasks}, args.keep_checkpoints)
+            recorder = Recorder(record, writer, {t.key: t for t in tasks}, args.keep_checkpoints, args.new_segment, before)
             for event in run_trainings(tasks, run_dir / "checkpoints", analysed, stop):
                 recorder.add(event)
         if stop():
@@ -176,6 +182,24 @@ def _run_folder_check(function, out: str):
         raise UsageError(f"cannot create a run folder in {out}: {exc.strerror}{where}") from None
 
 
+def placement(args, device: str) -> tuple[int | None, int | None]:
+    """The torch threads (None: the process's own) and the trainings run at once on ``device`` that ``args`` give a
+    training there (bench.provenance.placement)."""
+    return origin.placement(args.executor, device, args.threads, args.workers, args.scheduler, cores())
+
+
+def expected(args, device: str) -> dict:
+    """The provenance a training on ``device`` will have, as far as the driver can tell before it runs (for
+    --resume's check): here, on the local executor or a LocalCluster; with --scheduler only its threads (the workers'
+    hardware and kernels are theirs)."""
+    import torch
+
+    threads, parallel = placement(args, device)
+    if args.scheduler is not None:
+        return {"torch_threads": threads, "executor": args.executor, "parallel": parallel}
+    return provenance(device, args.config.precision, args.executor, parallel, threads or torch.get_num_threads())
+
+
 def executor(args):
     """The function that runs the trainings: bench.executors.run_local, or one on a Dask cluster."""
     if args.executor == "local":
@@ -188,8 +212,11 @@ def executor(args):
 class Recorder:
     """Writes what the trainings yield, from whichever executor, into the run folder; the only writer there."""
 
-    def __init__(self, record: RunRecord, writer: EpochWriter, tasks: dict[TrainingKey, Task], keep_checkpoints: bool):
+    def __init__(self, record: RunRecord, writer: EpochWriter, tasks: dict[TrainingKey, Task], keep_checkpoints: bool,
+                 new_segment: bool = False, before: dict[TrainingKey, dict] | None = None):  # fmt: skip
         self.record, self.writer, self.tasks, self.keep = record, writer, tasks, keep_checkpoints
+        self.new_segment = new_segment  # --resume --new-segment: a change of conditions was asked for
+        self.before = before or {}  # a run from before segments: what its run.json said of each training's last stretch
         self.checkpoints = Checkpoints(record.dir / "checkpoints")
         self.started: set[TrainingKey] = set()
         self.ended: set[TrainingKey] = set()
@@ -200,13 +227,22 @@ class Recorder:
         if isinstance(event, Started):
             # It goes on after its checkpoint's epoch, or from epoch 1 without one: rows of later epochs are another
             # trajectory's and go first (the file replaced whole), so that its rows are never two trajectories stitched.
-            dropped = self.writer.drop(key, after=event.epochs_done)
+            # Those rows are moved, byte for byte, to epochs-set-aside.csv (never read by the report): nothing lost.
+            aside = record.dir / SET_ASIDE
+            epochs = sorted(k[-1] for k in self.writer.keys if k[:-1] == tuple(key) and k[-1] > event.epochs_done)
+            dropped = self.writer.drop(key, after=event.epochs_done, aside=aside)
+            if dropped:
+                why = "no checkpoint" if event.epochs_done == 0 else f"beyond its checkpoint of epoch {event.epochs_done}"
+                entry.setdefault("set_aside", []).append({"rows": dropped, "epochs": [epochs[0], epochs[-1]], "why": why,
+                                                          "file": SET_ASIDE, "before_segment": task.segment})  # fmt: skip
+            moved = f"its {dropped} row(s) in epochs.csv are moved to {aside}"
             if event.epochs_done == 0 and (dropped or entry["epochs_done"]):
                 print(f"bench.run: warning: no checkpoint of {key.describe()}; training it again from epoch 1"
-                      + (f": its {dropped} row(s) in epochs.csv are removed" if dropped else ""), file=sys.stderr)  # fmt: skip
+                      + (f": {moved}" if dropped else ""), file=sys.stderr)  # fmt: skip
             elif dropped:
                 print(f"bench.run: warning: {key.describe()} goes on from its checkpoint of epoch {event.epochs_done}: "
-                      f"its {dropped} row(s) of later epochs in epochs.csv are removed", file=sys.stderr)  # fmt: skip
+                      f"{moved.replace(' row(s)', ' row(s) of later epochs')}", file=sys.stderr)  # fmt: skip
+            self._segment(task, entry, event)
             record.update(key, status="running", epochs_done=event.epochs_done)
             self.started.add(key)
         elif isinstance(event, Epoch):
@@ -223,6 +259,21 @@ class Recorder:
             _save_analysis(record, task, event)
         elif isinstance(event, Ended):
             self._end(task, event)
+
+    def _segment(self, task: Task, entry: dict, event: Started) -> None:
+        """run.json's record of the stretch of the training that begins: its segment, from which epoch, when, and its
+        provenance; ``changed``: what differs from the stretch before (--new-segment, or a --scheduler's worker)."""
+        segments = entry.setdefault("segments", [])
+        if segments and segments[-1].get("segment") == task.segment:
+            segments.pop()  # begun again (a Dask worker that died): this start replaces that one
+        before = segments[-1] if segments else self.before.get(task.key, {}) if event.epochs_done else {}
+        changed = origin.changes(before, event.provenance)
+        segments.append({"segment": task.segment, "from_epoch": event.epochs_done + 1,
+                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **event.provenance,
+                         **({"changed": changed} if changed else {})})  # fmt: skip
+        if changed and not self.new_segment:
+            print(f"bench.run: warning: {task.key.describe()} goes on with {origin.said(before, event.provenance)}: its "
+                  f"segment {task.segment} is kept apart in the report's seconds", file=sys.stderr)  # fmt: skip
 
     def _end(self, task: Task, event: Ended) -> None:
         key, record, dir = task.key, self.record, self.record.dir

@@ -52,10 +52,14 @@ STR_COLUMNS = {"run_id", "dataset", "model", "device", "optimizer", "precision"}
 # Absent: sgd (every run before there was a choice), scale 1, no validation.
 # Since 0.4 also the precision (--precision) and the epoch's peak memory (absent: fp32, not measured).
 OPTIMIZER_COLUMNS = ["optimizer", "precision", "peak_memory_mib"]  # sgd or adam; fp32, bf16 or fp16; MiB (NaN: unknown)
+# Since 0.5 every new run's file: the segment of the training that trained the row (run.json's trainings[i]["segments"]:
+# one per stretch between resumes, with where it trained). Absent or empty: not recorded (a file or a checkpoint's row
+# from before segments).
+SEGMENT_COLUMNS = ["segment"]
 GRID_COLUMNS = ["lr_scale"]  # what the training's --lr schedule was multiplied by
 VALIDATION_COLUMNS = ["val_loss", "val_accuracy"]  # on the held-out training samples (--validation), after each epoch
-OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
-NUMERIC_OPTIONAL_COLUMNS = ["peak_memory_mib"] + GRID_COLUMNS + VALIDATION_COLUMNS
+OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
+NUMERIC_OPTIONAL_COLUMNS = ["peak_memory_mib"] + SEGMENT_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
 DEFAULT_OPTIMIZER = "sgd"  # of a row or a run.json without one
 DEFAULT_PRECISION = "fp32"  # of a row or a run.json without one: every run before --precision
 
@@ -68,11 +72,11 @@ def is_measured(column: str) -> bool:
 
 def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False) -> list[str]:
     """The header of a new epochs.csv whose models have these layers (at least the default two, in order): the
-    optimizer's column, ``lr_scale`` when the run has several scales (or one other than 1) and ``val_*`` with a
-    validation split."""
+    optimizer's columns, the segment's, ``lr_scale`` when the run has several scales (or one other than 1) and ``val_*``
+    with a validation split."""
     names = list(dict.fromkeys([*DEFAULT_LAYERS, *layers]))
     extra = (GRID_COLUMNS if grid else []) + (VALIDATION_COLUMNS if validation else [])
-    return BASE_COLUMNS + OPTIMIZER_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
+    return BASE_COLUMNS + OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
 
 
 def _layer_number(name: str) -> tuple[int, str]:
@@ -198,7 +202,7 @@ def typed(column: str, text: str) -> str | int | float:
     """One CSV cell as its column's type; an empty metric cell (not counted) is NaN."""
     if column in STR_COLUMNS:
         return text
-    if column in INT_COLUMNS:
+    if column in INT_COLUMNS or (column in SEGMENT_COLUMNS and text != ""):
         return int(text)
     return float(text) if text != "" or not (is_metric(column) or column in OPTIONAL_COLUMNS) else math.nan
 

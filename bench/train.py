@@ -4,7 +4,8 @@ nothing but its own checkpoint.
 A ``Task`` (frozen, picklable) says everything a training depends on. ``train`` loads the data,
 seeds the generators, restores the task's checkpoint if there is one, and then yields events:
 
-- ``Started``: where it begins (0 epochs done, or those of the checkpoint);
+- ``Started``: where it begins (0 epochs done, or those of the checkpoint), and its provenance, taken here, in the
+  process that trains it (bench.record.provenance: host, hardware, torch threads, kernel backends, ...);
 - ``Epoch``: after every epoch, once its checkpoint (weights, optimizer, RNGs, row) is on disk;
   first, when restoring, the checkpoint's own epoch again (``restored``: its row may be missing
   from the CSV if a crash came between the two);
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import analysis
+from bench import analysis, record
 from bench import data as datasets
 from bench import precision as amp
 from bench.checkpoint import Checkpoints
@@ -52,6 +53,12 @@ class Task:
     metrics: bool = True  # count activity and operations in every evaluation; analyse a spiking model at the end
     lr_scale: float = 1.0  # multiplies every learning rate of config's schedule (--lr-scale)
     threads: int | None = None  # torch threads while it trains (--threads); None: as the process has them
+    # where it trains, as the driver knows it (run.json's segments; none of it changes what is trained): the executor, how many
+    # trainings it runs at once on this device, this one included (None: unknown), and the number of this stretch of the
+    # training (its rows' ``segment``: one more than run.json records for it; bench.provenance.next_segment)
+    executor: str = "local"
+    parallel: int | None = 1
+    segment: int = 0
 
     @property
     def key(self) -> TrainingKey:
@@ -62,6 +69,7 @@ class Task:
 class Started:
     key: TrainingKey
     epochs_done: int  # restored from the checkpoint; 0 for a training from scratch
+    provenance: dict[str, Any] = field(default_factory=dict)  # bench.record.provenance, in the training's own process
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,7 @@ def train(
     try:
         model = task.model.build().to(task.device)
         done, row, optimizer_state = checkpoints.restore(key, model, shuffle)
-        yield Started(key, done)
+        yield Started(key, done, record.provenance(task.device, config.precision, task.executor, task.parallel))
         if row is not None:
             yield Epoch(key, done, row, restored=True)
         if optimizer_state is not None and not config.fresh_optimizer:
@@ -148,7 +156,7 @@ def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
     return {
         "run_id": task.run_id, "dataset": task.dataset, "model": task.model.label, "device": task.device,
         "seed": task.seed, "optimizer": task.config.optimizer,
-        "precision": task.config.precision, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr,
+        "precision": task.config.precision, "segment": task.segment, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr,
         "train_loss": tr.loss, "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy,
         "train_seconds": tr.seconds, "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,

@@ -15,6 +15,7 @@ from bench import schema
 from report import stats
 from report.load import TRAINING
 from report.markdown import per_epoch, table
+from report.stats import number as _num
 
 PJ_PER_MAC = 4.6  # 32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 2014)
 PJ_PER_AC = 0.9  # 32-bit float add, same source: what a binary spike's synaptic event costs
@@ -253,10 +254,6 @@ def _with_metric_columns(data: pd.DataFrame) -> pd.DataFrame:
     """``data`` with every metric column of its layers, and the evaluation columns, present (NaN where absent)."""
     return data.reindex(columns=list(dict.fromkeys([*data.columns, *metric_columns(data), "eval_seconds",
                                                     "test_samples"])))  # fmt: skip
-
-
-def _num(value: float, spec: str) -> str:
-    return "-" if value is None or math.isnan(value) else format(value, spec)
 
 
 def _ratio(value: float) -> str:

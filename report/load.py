@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench import schema  # column names and model kinds only: no torch, nothing else of bench
-from report import pooling
+from report import conditions, pooling
 from report.folder import ReportError
 
 # what the report needs from each row; run_id falls back to the folder name when absent
@@ -35,7 +35,7 @@ WINDOW_NUMERIC = ["seed", "decay", "dt", "relative", "pairs"]
 # numeric when present: every other column of window.csv but its text ones (mean_abs_grad, isolated_*, epoch)
 WINDOW_OPTIONAL = [c for c in schema.WINDOW_COLUMNS if c not in {"run_id", "dataset", *WINDOW_REQUIRED}]
 REFERENCE = Path("results") / "reference"  # the shipped reference runs, beside a user's own in results/
-EXTRA = ["hardware", "kind", "spec", "schedule", "device_arg"]  # the columns load adds to epochs.csv's
+EXTRA = ["hardware", "kind", "spec", "schedule", "device_arg", "condition", "stream"]  # the columns load adds to epochs.csv's
 ACTIVITY_ARRAYS = {"layer1_v": 2, "layer1_o": 2, "layer2_v": 2, "layer2_o": 2, "image": 2, "logits": 1, "label": 0, "index": 0}
 
 
@@ -48,6 +48,8 @@ class Results:
     windows: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of every window.csv, with "run_id" and "dataset"
     activity: list[dict] = field(default_factory=list)  # one per activity/*.npz: its arrays and metadata, plus "path"
     duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of trainings dropped as repeats, "same_as"
+    # per dataset, schedule, device, model and condition: its seconds (report.conditions.separate), "pooled" or not
+    conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def kind(self, model: str, run_id: str | None = None) -> str | None:
         """``spiking``, ``baseline`` or None (unknown) for a label: as run ``run_id`` records it, else as the first
@@ -111,6 +113,7 @@ def load(paths: list[str | Path]) -> Results:
         hardware = (meta.get("environment") or {}).get("devices") or {}
         frame["hardware"] = frame["device"].map(lambda d, hw=hardware: hw.get(d, "unknown hardware"))
         frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
+        frame = conditions.label(frame, meta)  # what each row was measured under, from run.json's segments
         frame["spec"], frame["model"] = frame["model"], pooling.labels(frame["model"], frame["lr_scale"])
         # run.json's schedule, with the optimizer each row names: two optimizers never share a label, run.json or not
         pairs = list(zip(frame["optimizer"], frame["precision"]))
@@ -135,9 +138,10 @@ def load(paths: list[str | Path]) -> Results:
             raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
         # run folders whose trainings all failed, diverged or stopped before an epoch: the report says so (its runs)
         return Results(pd.DataFrame(columns=list(dict.fromkeys([*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS, *EXTRA]))), runs)
-    epochs = _split_mixed_hardware(pd.concat(frames, ignore_index=True))
+    epochs = conditions.split_streams(_split_mixed_hardware(pd.concat(frames, ignore_index=True)))
     epochs, window_rows, activity, duplicates = pooling.drop_duplicates(epochs, *_same_device_names(epochs, windows, activity))
-    return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates)
+    epochs, timed = conditions.separate(epochs)
+    return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates, timed)
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -296,12 +300,19 @@ def _activity_problem(record: dict) -> str | None:
 
 
 def _same_device_names(epochs: pd.DataFrame, windows: list[pd.DataFrame], activity: list[dict]):
-    """The window rows and activity records with the device names of the epoch rows (hardware added where mixed)."""
+    """The window rows and activity records with the device names of the epoch rows (hardware added where mixed) and
+    their trainings' schedule labels (a mask generator added where mixed)."""
     names = dict(zip(zip(epochs["run_id"], epochs["device_arg"]), epochs["device"]))
-    empty = pd.DataFrame(columns=[*schema.WINDOW_COLUMNS, "lr_scale", "spec"])
+    training = ["run_id", "device_arg", "spec", "seed", "lr_scale"]
+    schedules = dict(zip(zip(*(epochs[c] for c in training)), epochs["schedule"]))
+    empty = pd.DataFrame(columns=[*schema.WINDOW_COLUMNS, "lr_scale", "spec", "schedule"])
     frame = pd.concat(windows, ignore_index=True) if windows else empty
+    keys = zip(*(frame[c] for c in ["run_id", "device", "spec", "seed", "lr_scale"]))  # device: as bench.run named it
+    frame["schedule"] = [schedules.get(k, s) for k, s in zip(keys, frame["schedule"])]
     frame["device"] = [names.get((r, d), d) for r, d in zip(frame["run_id"], frame["device"])]
     for record in activity:
+        key = tuple(record.get(c) for c in ["run_id", "device", "spec", "seed", "lr_scale"])
+        record["schedule"] = schedules.get(key, record.get("schedule"))
         record["device"] = names.get((record["run_id"], record["device"]), record["device"])
     return frame, activity
 

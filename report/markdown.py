@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import provenance as origin
 from bench import schema
-from report import pooling, stats
+from report import conditions, pooling, stats
 from report.load import Results
 from report.runs import incomplete_trainings, partial_epochs, scales, validation, why
 
@@ -73,8 +74,9 @@ def report(
         partial = partial_epochs(s.select(epochs), runs)
         notes = _schedule_note(s) + [pooling.duplicates_note(s.select(dropped)) if len(dropped) else None,
                                      _partial_note(s.select(epochs), runs, partial)]  # fmt: skip
+        timing, apart = timing_notes(s.select(epochs), s.select(results.conditions), runs)
         lines += section(s, s.select(epochs), runs, incomplete, figures.get(s, []), target, (extra or {}).get(s, []),
-                         [n for n in notes if n], (tuned or {}).get(s, []), partial)  # fmt: skip
+                         [n for n in notes if n] + timing, (tuned or {}).get(s, []), partial, apart)  # fmt: skip
     return "\n".join(lines)
 
 
@@ -120,7 +122,8 @@ def heading(s: pooling.Section) -> str:
     return f"## Dataset `{s.dataset}`, schedule {s.index} of {s.count}: {s.schedule}"
 
 
-def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=(), tuned=(), partial=None) -> list[str]:
+def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(), notes=(), tuned=(), partial=None,
+            apart=()) -> list[str]:  # fmt: skip
     ids = list(dict.fromkeys(data["run_id"]))
     first: dict[str, dict] = {}
     for m in runs:
@@ -132,6 +135,8 @@ def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(
         *provenance(data, meta, incomplete[incomplete["run_id"].isin(ids)], notes),
         "### Summary", "", summary_table(data, marked, partial), "",
         *(["\\* includes incomplete trainings (see above).", ""] if marked else []),
+        *(["Training seconds by condition (what each segment ran on, run.json; the tables pool only one condition per "
+           "model):", "", table(list(apart)), ""] if apart else []),
         *head_to_head(data),
         *tuned,
         f"### Time to {100 * target:g}% test accuracy", "",
@@ -155,13 +160,18 @@ def provenance(data, meta, incomplete, notes=()) -> list[str]:
         for row, m in zip(runs, meta):
             row.update({"lr scales": " ".join(map(pooling.scale_text, scales(m))), "validation": f"{validation(m):,}"})
     env = [{"run": m["run_id"], **{k: (m.get("environment") or {}).get(k, "?") for k in ENVIRONMENT}} for m in meta]
+    for row, m in zip(env, meta):  # the trainings' threads (a Dask worker's, a segment's), not the driver's
+        row["torch_threads"] = conditions.threads(m) or row["torch_threads"]
     hardware = data.groupby("device", sort=False)["hardware"].first()
+    segments = segments_table(meta)
     lines = [
         "### Where the numbers come from", "",
         table(runs), "",
         "Commands:", "", "```", *[m.get("command", f"(unknown: {m['run_id']} has no run.json)") for m in meta], "```", "",
         "Software and threads:", "", table(env, numbers=False), "",
         "Hardware:", "", table([{"device": d, "hardware": h} for d, h in hardware.items()]), "",
+        *(["Where the trainings ran (run.json's segments: each stretch of a training between resumes, as its own process "
+           "saw it; kernels: each family's backend):", "", table(segments, numbers=False), ""] if segments else []),
     ]  # fmt: skip
     if len(incomplete):
         lines += ["Incomplete trainings (fewer epochs than the schedule asked for; 0 = no epoch finished):", "",
@@ -183,9 +193,9 @@ def summary_table(data: pd.DataFrame, marked: set, partial: str | None = None) -
             "seeds": f"{r.seeds}{'*' if (r.device, r.model) in marked else ''}", "epochs": epochs,
             "final test acc. (%, mean ± 95% CI)": _pm(r.final_accuracy, r.ci_low, r.ci_high),
             "best test acc. (%)": f"{100 * r.best_accuracy:.2f}",
-            per_epoch(partial): f"{r.seconds_per_epoch:.3g}",
-            "total train s (all seeds)": f"{r.train_seconds:.1f}",
-            "train samples/s": f"{r.samples_per_second:,.0f}" if math.isfinite(r.samples_per_second) else "-",
+            per_epoch(partial): stats.number(r.seconds_per_epoch, ".3g"),
+            "total train s (all seeds)": stats.number(r.train_seconds, ".1f"),
+            "train samples/s": stats.number(r.samples_per_second, ",.0f"),
         })  # fmt: skip
     return table(rows)
 
@@ -232,7 +242,7 @@ def _scales_note(epochs: pd.DataFrame) -> str:
 def time_table(data: pd.DataFrame, target: float) -> str:
     rows = [{
         "device": r.device, "model": r.model, "seeds that reached it": f"{r.reached} of {r.seeds}",
-        "mean train s to reach it": "not reached" if r.reached == 0 else f"{r.seconds:.3g}",
+        "mean train s to reach it": "not reached" if r.reached == 0 else stats.number(r.seconds, ".3g"),
         "mean epoch": "-" if r.reached == 0 else f"{r.epoch:.3g}",
     } for r in stats.time_to_accuracy(data, target).itertuples()]  # fmt: skip
     return table(rows)
@@ -248,7 +258,7 @@ def devices_table(data: pd.DataFrame, partial: str | None = None) -> str:
         else:
             speedup = f"{r.speedup:.3g}x" if math.isfinite(r.speedup) else "-"  # 0 s on the device: no ratio
         rows.append({"model": r.model, "device": r.device, "hardware": r.hardware,
-                     per_epoch(partial): f"{r.seconds_per_epoch:.3g}", "speed-up over cpu": speedup})  # fmt: skip
+                     per_epoch(partial): stats.number(r.seconds_per_epoch, ".3g"), "speed-up over cpu": speedup})  # fmt: skip
     return table(rows)
 
 
@@ -320,3 +330,60 @@ def _repeats(data: pd.DataFrame) -> list[str]:
     repeats = data.groupby(["device", "model", "seed"])["run_id"].nunique()
     return [f"**Note:** seed {seed} of {model} on {device} was trained in {n} runs; each counts as one seed below.\n"
             for (device, model, seed), n in repeats[repeats > 1].items()]  # fmt: skip
+
+
+def segments_table(meta: list[dict]) -> list[dict]:
+    """Where each run's trainings ran, per distinct provenance of their segments: host, hardware, threads, kernels,
+    mask generator, executor, trainings in parallel, versions; and how many segments. Runs without segments: none."""
+    rows: dict[tuple, dict] = {}
+    for m in meta:
+        for t in m.get("trainings") or []:
+            for s in (t.get("segments") or []) if isinstance(t, dict) else []:
+                if not isinstance(s, dict):
+                    continue
+                kernels = ", ".join(f"{f} {s[f]}" for f in origin.families(s)) or "-"
+                row = {"run": m["run_id"], "host": s.get("host"), "hardware": s.get("hardware"),
+                       "torch threads": s.get("torch_threads"), "kernels": kernels, "mask generator": s.get("mask_generator"),
+                       "precision": s.get("precision"), "executor": s.get("executor"),
+                       "in parallel": "?" if s.get("parallel") is None else s.get("parallel"),
+                       "snnbench": s.get("snnbench"), "git commit": s.get("git_commit")}  # fmt: skip
+                row = {k: "?" if v is None else str(v) for k, v in row.items()}
+                rows.setdefault(tuple(row.values()), {**row, "segments": 0})["segments"] += 1
+    return [{**r, "segments": str(r["segments"])} for r in rows.values()]
+
+
+def timing_notes(data: pd.DataFrame, table: pd.DataFrame, runs: list[dict]) -> tuple[list[str], list[dict]]:
+    """What a section says of its seconds: a note for each run whose rows' conditions cannot be told, one for models
+    measured under several conditions (with the rows of the table that lists them), one for models of a device measured
+    under different conditions from each other; and that table's rows."""
+    lines, shown = [], []
+    unknown = data[data["condition"].isna()]
+    for run_id in dict.fromkeys(unknown["run_id"]):
+        meta = next((m for m in runs if m["run_id"] == run_id), {})
+        mine = unknown[unknown["run_id"] == run_id]
+        devices = list(dict.fromkeys(mine["device_arg"]))
+        ran = "; then ".join(dict.fromkeys(origin.describe(s) for d in devices for s in origin.stretches(meta, d)))
+        models = ", ".join(f"`{m}`" for m in dict.fromkeys(mine["model"]))
+        why = (f"it ran under other conditions after a `--resume` than before ({ran}), and its rows do not say which "
+               "measured them (the run predates segment records)") if not conditions.segmented(meta) else (
+               "its rows do not name the segment that trained them, and its segments ran under different conditions")  # fmt: skip
+        lines.append(f"**Note:** run `{run_id}`: {why}. Its training seconds, samples per second and memory ({models}) "
+                     "are left out of every table and figure; its accuracies count as usual.")  # fmt: skip
+    mine = table[table.groupby(conditions.GROUP, sort=False)["condition"].transform("nunique") > 1]
+    if len(mine):
+        number = stats.number
+        shown = [{"device": r.device, "model": r.model, "condition": r.condition, "trainings": str(r.trainings),
+                  "epochs": str(r.epochs), "train s/epoch": number(r.seconds_per_epoch, ".3g"),
+                  "train samples/s": number(r.samples_per_second, ",.0f"), "peak MiB": number(r.peak_memory_mib, ",.0f"),
+                  "pooled above": "yes" if r.pooled else "no"} for r in mine.itertuples()]  # fmt: skip
+        models = ", ".join(f"`{m}` on {d}" for d, m in dict.fromkeys(zip(mine["device"], mine["model"])))
+        lines.append(f"**Note:** the seconds of {models} were measured under different conditions (segments of other "
+                     "hardware, threads, trainings in parallel or kernels): every table and figure pools only those of "
+                     "the condition with the most epochs; each condition's are listed apart below (Training seconds by "
+                     "condition).")  # fmt: skip
+    for device, g in table[table["pooled"].astype(bool)].groupby("device", sort=False):
+        if g["condition"].nunique() > 1:
+            each = "; ".join(f"`{m}`: {c}" for m, c in zip(g["model"], g["condition"]))
+            lines.append(f"**Note:** on {device} the models' seconds were measured under different conditions ({each}): a "
+                         "time ratio between them compares the conditions too.")  # fmt: skip
+    return lines, shown

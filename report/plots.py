@@ -20,7 +20,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from report.load import TRAINING  # noqa: E402
-from report.stats import mean_ci, model_order, trainings  # noqa: E402
+from report.stats import cumulative, mean_ci, model_order, trainings  # noqa: E402
 
 DPI = 110
 HEIGHT = 3.6  # inches per panel: legible at normal size, and a few panels fit a page
@@ -80,12 +80,13 @@ def draw_all(epochs: pd.DataFrame, dataset: str, out_dir: Path, target: float, p
     data["test_accuracy_pct"] = 100 * data["test_accuracy"]
     palette = grid_colors(data)  # in the tables' order: the legends list the models as the tables do
     per_epoch = "Training seconds per epoch" + (f" ({partial})" if partial else "")
+    timed = bool(data["train_seconds"].notna().any())  # else every second here is left out (report.conditions)
     figures = [
         ("Test accuracy by epoch", "accuracy-by-epoch", accuracy_by_epoch(data, dataset, palette)),
-        ("Test accuracy against training time", "accuracy-by-time", accuracy_by_time(data, dataset, palette, target)),
-        (per_epoch, "seconds-per-epoch", seconds_per_epoch(data, dataset, partial)),
+        *([("Test accuracy against training time", "accuracy-by-time", accuracy_by_time(data, dataset, palette, target)),
+           (per_epoch, "seconds-per-epoch", seconds_per_epoch(data, dataset, partial))] if timed else []),
         ("Training loss by epoch", "loss-by-epoch", loss_by_epoch(data, dataset, palette)),
-    ]
+    ]  # fmt: skip
     out = []
     for caption, name, fig in figures:
         file = f"{prefix or slug(dataset)}-{name}.png"
@@ -126,7 +127,8 @@ def loss_by_epoch(data: pd.DataFrame, dataset: str, palette: dict) -> plt.Figure
 def accuracy_by_time(data: pd.DataFrame, dataset: str, palette: dict, target: float) -> plt.Figure:
     """Mean over seeds of (cumulative training seconds, test accuracy) after each epoch; devices by line style."""
     data = data.sort_values("epoch").copy()
-    data["cumulative_seconds"] = data.groupby(TRAINING)["train_seconds"].cumsum()
+    data["cumulative_seconds"] = cumulative(data, TRAINING)
+    data = data[data["cumulative_seconds"].notna()]  # seconds left out (report.conditions): no point in time
     means = data.groupby(["device", "model", "epoch"], sort=False)[["cumulative_seconds", "test_accuracy_pct"]].mean()
     means = means.reset_index()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -157,6 +159,7 @@ def seconds_per_epoch(data: pd.DataFrame, dataset: str, partial: str | None = No
     (always positive, so a log axis works); log y when the bars span more than 10x (and none is 0, which a log axis
     cannot show). ``partial``: what the title says of epochs cut short by --max-batches."""
     per_training = trainings(data)
+    per_training = per_training[per_training["seconds_per_epoch"].notna()]  # seconds left out (report.conditions)
     means = per_training.groupby(["model", "device"])["seconds_per_epoch"].mean()
     log = bool(means.min() > 0 and means.max() / means.min() > 10)  # numpy bools would pass as a log base
     models, devices = label_order(data), list(dict.fromkeys(data["device"]))
@@ -167,6 +170,8 @@ def seconds_per_epoch(data: pd.DataFrame, dataset: str, partial: str | None = No
     )  # fmt: skip
     if log:  # after drawing: barplot(log_scale=True) would average in log space (a geometric mean) and lose the bars
         ax.set_yscale("log")
+    if missing := set(models) - set(per_training["model"]):
+        ax.set_xticks(range(len(models)), [m + ("\n(seconds left out)" if m in missing else "") for m in models])
     for bar in ax.patches:  # the value right of the whisker, at the bar's top
         if bar.get_height() > 0:
             ax.annotate(f"{bar.get_height():.3g}", (bar.get_x() + 0.78 * bar.get_width(), bar.get_height()),

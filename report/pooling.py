@@ -21,7 +21,8 @@ from bench import schema
 
 UNKNOWN = "schedule not recorded"  # a CSV without run.json: all of them are one group
 SAME = ["source", "run_id", "device", "model", "seed", "lr_scale"]  # one training of one file (source: the file's place)
-IGNORED = {"run_id", "source", "hardware", "kind", "device_arg"}  # where a training was found, not what it did
+# where a training was found and how it ran (its segments: report.conditions), not what it did
+IGNORED = {"run_id", "source", "hardware", "kind", "device_arg", "segment", "condition", "stream"}
 _SCALED = re.compile(r"(.*) \(lr x([^()]+)\)")
 _SHOWN = {  # run.json's schedule keys, in this order, as the label says them; other keys follow as "key value"
     "epochs": lambda v: f"{v} epoch{'' if v == 1 else 's'}",

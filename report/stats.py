@@ -48,18 +48,25 @@ def by(frame: pd.DataFrame, *columns: str) -> list[str]:
 
 
 def trainings(epochs: pd.DataFrame) -> pd.DataFrame:
-    """One row per training: its kind, epochs reached, final and best test accuracy, training seconds and samples."""
-    ordered = epochs.sort_values("epoch")
+    """One row per training: its kind, epochs reached, final and best test accuracy, training seconds and samples.
+
+    Seconds left out (NaN: measured under another condition than the pooled one, report.conditions) count nowhere:
+    ``seconds_per_epoch`` is the mean of the training's pooled epochs, ``train_seconds`` its total only where every
+    epoch is pooled (else NaN), and ``timed_seconds``/``timed_samples`` the sums over its pooled epochs."""
+    ordered = epochs.assign(timed_samples=epochs["train_samples"].where(epochs["train_seconds"].notna())).sort_values("epoch")
     grouped = ordered.groupby(by(epochs, *TRAINING), sort=False)
     out = grouped.agg(
         kind=("kind", "first"),
         epochs=("epoch", "max"),
         final_accuracy=("test_accuracy", "last"),
         best_accuracy=("test_accuracy", "max"),
-        train_seconds=("train_seconds", "sum"),
+        timed_seconds=("train_seconds", "sum"),
         seconds_per_epoch=("train_seconds", "mean"),
         train_samples=("train_samples", "sum"),
+        timed_samples=("timed_samples", "sum"),
     )
+    whole = grouped["train_seconds"].count() == grouped["epoch"].size()
+    out.insert(out.columns.get_loc("seconds_per_epoch"), "train_seconds", out["timed_seconds"].where(whole))
     return _in_order_of_appearance(out.reset_index(), epochs)
 
 
@@ -75,10 +82,15 @@ def summary(epochs: pd.DataFrame) -> pd.DataFrame:
             "final_accuracy": mean, "ci_low": low, "ci_high": high,
             "best_accuracy": g["best_accuracy"].max(),
             "seconds_per_epoch": g["seconds_per_epoch"].mean(),
-            "train_seconds": g["train_seconds"].sum(),
-            "samples_per_second": g["train_samples"].sum() / g["train_seconds"].sum(),
+            "train_seconds": g["train_seconds"].sum(min_count=len(g)),  # NaN unless every training's every epoch counts
+            "samples_per_second": _rate(g["timed_samples"].sum(), g["timed_seconds"].sum()),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _rate(samples: float, seconds: float) -> float:
+    """Samples per second; NaN where no second was pooled (or none passed)."""
+    return samples / seconds if seconds > 0 else math.nan
 
 
 def head_to_head(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -124,18 +136,21 @@ def sentence(row) -> str:
         else f"{row['seeds_snn']} and {row['seeds_ffn']} seeds"
     )
     cost = f"{ratio(row['time_ratio'])} the training time per epoch on {row['device']}"
+    takes = f"{snn} takes {cost}"
+    if math.isnan(row["time_ratio"]):  # the seconds of one of them are left out (report.conditions)
+        takes = f"their training times are not compared (seconds left out on {row['device']}: see the notes)"
     if math.isnan(row["ci_low"]):
         return (f"{snn} averages {abs(diff):.{digits}f} points {'higher' if diff >= 0 else 'lower'} test accuracy than {ffn} "
-                f"({seeds}), but with fewer than {MIN_SEEDS} seeds per model no conclusion can be drawn; "
-                f"{snn} takes {cost}.")  # fmt: skip
+                f"({seeds}), but with fewer than {MIN_SEEDS} seeds per model no conclusion can be drawn; {takes}.")  # fmt: skip
     p = row["p_value"]
     p_text = "p not defined: no spread across seeds" if math.isnan(p) else ("p < 0.001" if p < 0.001 else f"p = {p:.2g}")
     ci = f"95% CI {row['ci_low']:.{digits}f} to {row['ci_high']:.{digits}f}, {p_text}, {seeds}"
     if row["ci_low"] <= 0 <= row["ci_high"]:
         return (f"The accuracy difference between {snn} and {ffn} ({diff:+.{digits}f} points, {ci}) is not significant; "
-                f"{snn} takes {cost}.")  # fmt: skip
+                f"{takes}.")  # fmt: skip
     word = "more" if diff > 0 else "less"
-    return f"{snn} is {abs(diff):.{digits}f} points {word} accurate than {ffn} ({ci}), at {cost}."
+    at = f"and {takes}" if math.isnan(row["time_ratio"]) else f"at {cost}"
+    return f"{snn} is {abs(diff):.{digits}f} points {word} accurate than {ffn} ({ci}), {at}."
 
 
 def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
@@ -143,7 +158,7 @@ def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
     model."""
     training, keys = by(epochs, *TRAINING), by(epochs, "dataset", "device", "model")
     ordered = epochs.sort_values("epoch").copy()
-    ordered["cumulative_seconds"] = ordered.groupby(training)["train_seconds"].cumsum()
+    ordered["cumulative_seconds"] = cumulative(ordered, training)
     hits = ordered[ordered["test_accuracy"] >= target].groupby(training).first()
     rows = []
     for values, g in trainings(epochs).groupby(keys, sort=False):
@@ -154,6 +169,12 @@ def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
             "epoch": reached["epoch"].mean() if len(reached) else math.nan,
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def cumulative(ordered: pd.DataFrame, training: list[str]) -> pd.Series:
+    """Each row's training seconds up to and including its epoch (rows ordered by epoch); NaN from an epoch whose seconds
+    are left out on (report.conditions): a sum without it would be too small."""
+    return ordered.groupby(training, sort=False)["train_seconds"].transform(lambda s: s.cumsum(skipna=False))
 
 
 def devices(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +192,14 @@ def devices(epochs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def number(value: float | None, spec: str) -> str:
+    """``value`` formatted, or "-" where there is none (NaN: not measured, or left out: report.conditions)."""
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
 def ratio(r: float) -> str:
+    if not math.isfinite(r):
+        return "-"
     return f"{r:.0f}x" if r >= 10 else f"{r:.2g}x"
 
 

@@ -69,7 +69,7 @@ def sweep_table(swept: pd.DataFrame, with_ops: bool, partial: str | None = None)
             "family": family, "device": device, "T": str(steps), "seeds": str(len(g)),
             "final test acc. (%, mean ± 95% CI)": f"{100 * mean:.2f} (one seed)" if math.isnan(low)
             else f"{100 * mean:.2f} ± {100 * (high - mean):.2f}",
-            per_epoch(partial): f"{g['seconds_per_epoch'].mean():.3g}",
+            per_epoch(partial): stats.number(g["seconds_per_epoch"].mean(), ".3g"),
         }  # fmt: skip
         if with_ops:
             ops = g["dense_ops"].mean()

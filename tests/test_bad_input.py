@@ -116,6 +116,7 @@ def test_corrupt_idx_files(tmp_path, capsys, damage, message):
     assert_rejected(tmp_path, capsys, argv, message)
 
 
+@pytest.mark.slow
 def test_missing_data_folder_download_fails_and_leaves_nothing(tmp_path):
     """A real subprocess and torchvision's real download, pointed at a proxy that refuses: no network needed."""
     env = dict(os.environ, http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9", no_proxy="")
@@ -154,7 +155,8 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys, make, message):
     "args, message",
     [
         (["--epochs", "2"], "--epochs 2 contradicts the recorded --epochs 1 of {r}; with --resume only --no-report, "
-                            "--keep-checkpoints, --executor, --workers and --scheduler may be given"),
+                            "--keep-checkpoints, --threads, --executor, --workers, --scheduler and --new-segment may be "
+                            "given"),
         (["--models", "snn"], "--models snn contradicts the recorded --models ffn"),
         (["--seeds", "3", "4"], "--seeds 3 4 contradicts the recorded --seeds 3"),
         (["--lr", "0.1"], "--lr 0.1 contradicts the recorded --lr 0.1 0.05 0.01"),

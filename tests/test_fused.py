@@ -351,6 +351,7 @@ def test_native_code_off_or_no_compiler_falls_back_quietly(monkeypatch, tmp_path
     assert current.grad is not None
 
 
+@pytest.mark.slow
 def test_the_build_is_cached_per_source_flags_and_cpu_model(kernels, monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = native.build(fused.SOURCE, "neurons", fused.FLAGS)

@@ -48,7 +48,7 @@ def test_the_scale_is_a_column_and_part_of_every_key(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
     columns = csv_columns(run_dir / "epochs.csv")
-    assert columns[16:22] == ["optimizer", "precision", "peak_memory_mib", "lr_scale", "val_loss", "val_accuracy"]
+    assert columns[16:23] == ["optimizer", "precision", "peak_memory_mib", "segment", "lr_scale", "val_loss", "val_accuracy"]
     rows = read_epochs(run_dir / "epochs.csv")
     assert {(r["model"], r["lr_scale"], r["lr"]) for r in rows if r["epoch"] == 2} == {
         ("snn:time_steps=4", 0.5, 0.025), ("snn:time_steps=4", 2.0, 0.1), ("ffn", 0.5, 0.025), ("ffn", 2.0, 0.1)
@@ -68,7 +68,8 @@ def test_the_scale_is_a_column_and_part_of_every_key(tmp_path, capsys):
 def test_a_plain_run_keeps_the_header_it_had(tmp_path):
     assert main(["--models", "ffn", *SMALL, "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert csv_columns(run_dir / "epochs.csv") == [*BASE_COLUMNS, "optimizer", "precision", "peak_memory_mib", *METRIC_COLUMNS]
+    assert csv_columns(run_dir / "epochs.csv") == [*BASE_COLUMNS, "optimizer", "precision", "peak_memory_mib", "segment",
+                                                   *METRIC_COLUMNS]  # fmt: skip
     assert "lr_scale" not in json.loads((run_dir / "run.json").read_text())["models"]["ffn"]
 
 
@@ -93,7 +94,8 @@ def test_an_interrupted_grid_resumes_to_the_rows_of_a_whole_one(tmp_path, monkey
     statuses = [(t["lr_scale"], t["status"]) for t in json.loads((run_dir / "run.json").read_text())["trainings"]]
     assert statuses == [(0.5, "complete"), (2.0, "interrupted")]
     assert main(["--resume", str(run_dir)]) == 0
-    timing = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib"}
+    timing = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib",
+              "segment"}  # fmt: skip
 
     def numbers(folder):
         return [{k: None if v != v else v for k, v in r.items() if k not in timing} for r in read_epochs(folder / "epochs.csv")]

@@ -69,6 +69,7 @@ def test_snn_on_the_regenerating_path_equals_snn_reference_on_the_same_masks():
         assert (a.grad - b.grad).abs().max() <= 1e-5 * max(b.grad.abs().max(), 1e-12)
 
 
+@pytest.mark.slow
 def test_the_snn_step_no_longer_holds_its_masked_input():
     """B 1000: 64 more steps are 191 MiB more masked input. The step's peak now grows by the currents, outputs, gates and
     their gradients alone (about 60 MiB: (64, 1000, 100) float32 tensors of 24 MiB, a few at a time)."""

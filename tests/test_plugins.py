@@ -34,6 +34,7 @@ def bench_run(env, *args, cwd=None):
     return subprocess.run([sys.executable, "-m", "bench.run", *args], capture_output=True, text=True, env=env, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_the_installed_example_is_listed_and_runs_end_to_end(example, tmp_path):
     listing = bench_run(example, "--list")
     assert listing.returncode == 0, listing.stderr
@@ -60,6 +61,7 @@ def test_the_installed_example_runs_on_a_dask_cluster(example, tmp_path):
     assert {t["status"] for t in json.loads((run_dir / "run.json").read_text())["trainings"]} == {"complete"}
 
 
+@pytest.mark.slow
 def test_a_plug_in_dataset_sizes_the_models_and_feeds_the_metrics(example, tmp_path):
     proc = bench_run(example, "--models", "ffn", "snn:time_steps=4", "--dataset", "blobs", *SMALL, "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr

@@ -81,6 +81,7 @@ def test_peak_memory_on_the_cpu_sees_a_known_allocation():
     assert again.mib - again.baseline_mib < 20
 
 
+@pytest.mark.slow
 def test_the_speed_memory_column_is_plausible():
     """The floor keeps its T x B x 784 input and its T x B x 100 current: 108 MiB in fp32 at B 1000, T 32 (above it:
     the process's own first-step allocations); in bf16 half as much, plus its 25 MiB float32 chunk."""
@@ -89,6 +90,7 @@ def test_the_speed_memory_column_is_plausible():
     assert 108 < fp32 < 170 and bf16 < fp32 - 15, (fp32, bf16)
 
 
+@pytest.mark.slow
 def test_a_bf16_run_records_its_precision_and_memory_everywhere(tmp_path):
     def run(precision):
         cmd = [

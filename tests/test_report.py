@@ -159,9 +159,9 @@ def test_runs_without_recorded_kinds_pair_against_ffn_and_the_rest_is_snn_like(t
     assert "here: `ffn:hidden=200`. Every other model is SNN-like" in text
 
 
-def test_the_report_imports_no_torch_and_nothing_of_bench_but_its_schema_parser_and_signals():
+def test_the_report_imports_no_torch_and_nothing_of_bench_but_its_schema_provenance_parser_and_signals():
     code = ("import report.__main__, report.readme, sys; assert 'torch' not in sys.modules, 'torch imported'; "
-            "allowed = ('bench', 'bench.schema', 'bench.cli', 'bench.interrupt'); "
+            "allowed = ('bench', 'bench.schema', 'bench.provenance', 'bench.cli', 'bench.interrupt'); "
             "extra = sorted(m for m in sys.modules if m.partition('.')[0] == 'bench' and m not in allowed); "
             "assert not extra, extra")  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
@@ -268,6 +268,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, make_args, message):
     assert not (folder / "report").exists()
 
 
+@pytest.mark.slow
 def test_bench_run_builds_its_report(tmp_path):
     out = tmp_path / "res"
     proc = subprocess.run([sys.executable, "-m", "bench.run", "--models", "snn:time_steps=4", "ffn", "--device", "cpu",

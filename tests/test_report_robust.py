@@ -71,6 +71,7 @@ def test_spikes_without_any_gradient_are_named_with_their_reason(tmp_path):
             "dt = 0 is 0, so nothing is relative to it) in its 1 training (seed 0).") in text  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_reproducer_run_of_issue_23_reports(tmp_path):
     """bench.run's own files of an SNN whose threshold it never reaches: window.csv all NaN, 0 pairs; a report."""
     out = tmp_path / "res"
@@ -155,6 +156,7 @@ def test_the_incomplete_trainings_say_why_they_stopped(tmp_path):
                                                                       "diverged: train loss nan in epoch 1 (lr 0.1)"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_bench_run_whose_every_training_diverged_writes_a_report_and_no_traceback(tmp_path):
     out = tmp_path / "res"
     proc = subprocess.run([sys.executable, "-m", "bench.run", "--models", "ffn", "--device", "cpu", "--max-batches", "3",

@@ -17,7 +17,9 @@ from bench.train import Epoch
 
 SMALL = ["--models", "ffn", "--device", "cpu", "--dataset", "mnist-mini", "--max-batches", "1", "--batch-size", "100",
          "--no-report", "--epochs", "3"]  # fmt: skip
-TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib"}
+# segment: which stretch of its training trained a row (a resumed one is another): not one of its numbers
+TIMING = {"run_id", "train_seconds", "eval_seconds", "train_samples_per_second", "metrics_seconds", "peak_memory_mib",
+          "segment"}  # fmt: skip
 
 
 def run(out, *extra, interrupt_after=None, monkeypatch=None):
@@ -179,8 +181,8 @@ def test_rows_lost_before_the_checkpoints_epoch_are_refused_until_the_checkpoint
     [
         (lambda cells: cells.__setitem__(10, "abc"), "line 2, column test_accuracy: 'abc' is not a number"),
         (lambda cells: cells.__setitem__(5, "1.5"), "line 2, column epoch: '1.5' is not a whole number"),
-        (lambda cells: cells.__delitem__(slice(3, None)), "line 2 has 3 cells, not the 32 of its header"),
-        (lambda cells: cells.append("7"), "line 2 has 33 cells, not the 32 of its header"),
+        (lambda cells: cells.__delitem__(slice(3, None)), "line 2 has 3 cells, not the 33 of its header"),
+        (lambda cells: cells.append("7"), "line 2 has 34 cells, not the 33 of its header"),
     ],
     ids=["abc", "float-epoch", "garbage", "extra-cell"],
 )
@@ -206,7 +208,8 @@ def test_read_epochs_names_the_line_column_and_value(tmp_path):
 
 def test_a_training_without_its_checkpoint_is_trained_again_without_its_old_rows(tmp_path, capsys, monkeypatch):
     """Before, its old rows were kept and the retrained ones of the same epochs silently dropped: two trajectories in one
-    training. Now its old rows go (the file replaced whole) when it starts again from epoch 1."""
+    training. Now its old rows go (the file replaced whole) when it starts again from epoch 1, moved byte for byte into
+    epochs-set-aside.csv: nothing stitched, nothing lost; run.json says how many and why."""
     whole = run(tmp_path / "whole")
     run_dir = run(tmp_path / "cut", interrupt_after=2, monkeypatch=monkeypatch)
     shutil.rmtree(run_dir / "checkpoints")
@@ -216,7 +219,12 @@ def test_a_training_without_its_checkpoint_is_trained_again_without_its_old_rows
     capsys.readouterr()
     assert main(["--resume", str(run_dir)]) == 0
     err = capsys.readouterr().err
-    assert "no checkpoint of ffn cpu seed 0; training it again from epoch 1: its 2 row(s) in epochs.csv are removed" in err
+    assert ("no checkpoint of ffn cpu seed 0; training it again from epoch 1: its 2 row(s) in epochs.csv are moved to "
+            f"{run_dir / 'epochs-set-aside.csv'}") in err  # fmt: skip
+    assert (run_dir / "epochs-set-aside.csv").read_bytes() == ls[0] + b"".join(marked)  # the old trajectory, whole
+    (entry,) = json.loads((run_dir / "run.json").read_text())["trainings"]
+    assert entry["set_aside"] == [{"rows": 2, "epochs": [1, 2], "why": "no checkpoint", "file": "epochs-set-aside.csv",
+                                   "before_segment": 1}]  # fmt: skip
     losses = [[r["train_loss"] for r in read_epochs(folder / "epochs.csv")] for folder in (run_dir, whole)]
     assert losses[0] == losses[1]  # none of the old rows (99) is left; the new ones in epoch order
     assert numbers(run_dir) == numbers(whole)
