@@ -2,8 +2,9 @@
 
 A layer's input current does not depend on its own state, so each layer's matmul runs over all T
 steps in one GEMM (under ``direct`` encoding layer 1's current is the same at every step: one GEMM
-of B rows, not T B); only the elementwise neuron recurrence is sequential. The recurrence is one
-autograd Function whose backward is a reverse linear recurrence, saving only the membrane U.
+of B rows, not T B; sequence input's frames are layer 1's input: one GEMM over x's B T rows as they lie
+in memory); only the elementwise neuron recurrence is sequential. The recurrence is one autograd
+Function whose backward is a reverse linear recurrence, saving only the membrane U.
 With the same random draws the results are those of the reference.
 """
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from models import dispatch, fused, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
-from models.lif_reference import LIFReference, check_draws, encode, intensity, surrogate_grad
+from models.lif_reference import LIFReference, check_draws, encode, frames, intensity, surrogate_grad
 from models.registry import register
 
 
@@ -127,26 +128,35 @@ class LIF(LIFReference):
         logits, inputs, spikes1, spikes2 = self._layers(x, draws, record=True)
         return self._activity(logits, inputs, spikes1, spikes2)
 
-    def _layers(self, x: torch.Tensor, draws: torch.Tensor | None, record: bool = False):
-        """``(logits, layer 1's input, layer 1's spikes, layer 2's spikes or None)``; layer 2's only when ``record``."""
+    def _encoded(self, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        """Layer 1's input from images x (B, n_in): (T, B, n_in), or (1, B, n_in) under ``direct``."""
         c = self.config
-        x = x.flatten(1)
         T = c.time_steps
         if draws is not None:
             check_draws(c, x, draws)
-            inputs = encode(c, x, draws)
-        elif c.encoding == "direct":
-            inputs = intensity(x, "direct")[None]
-        elif c.encoding == "rate":  # spikes u_t < p in one pass: what encode() makes of the fast generator's u
-            inputs = mask_rng.bernoulli_(mask_rng.workspace(self, (T, *x.shape), x), intensity(x, "rate"))
-        elif not x.requires_grad:
-            inputs = mask_rng.masked_uniform_(mask_rng.workspace(self, (T, *x.shape), x), x)  # u_t * x in one pass
-        else:  # masks with a gradient to the input
-            inputs = encode(c, x, mask_rng.uniform_(x.new_empty(T, *x.shape)))
-        args = (T, c.beta, c.threshold, c.reset == "zero", c.surrogate, c.sharpness)
+            return encode(c, x, draws)
+        if c.encoding == "direct":
+            return intensity(x, "direct")[None]
+        if c.encoding == "rate":  # spikes u_t < p in one pass: what encode() makes of the fast generator's u
+            return mask_rng.bernoulli_(mask_rng.workspace(self, (T, *x.shape), x), intensity(x, "rate"))
+        if not x.requires_grad:
+            return mask_rng.masked_uniform_(mask_rng.workspace(self, (T, *x.shape), x), x)  # u_t * x in one pass
+        return encode(c, x, mask_rng.uniform_(x.new_empty(T, *x.shape)))  # masks with a gradient to the input
+
+    def _layers(self, x: torch.Tensor, draws: torch.Tensor | None, record: bool = False):
+        """``(logits, layer 1's input, layer 1's spikes, layer 2's spikes or None)``; layer 2's only when ``record``."""
+        c = self.config
+        args = (c.time_steps, c.beta, c.threshold, c.reset == "zero", c.surrogate, c.sharpness)
         # .to(): under bf16 autocast the matmuls are bf16, the neuron state stays in the weights' dtype (fp32)
         w1, b1, w2, b2 = self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias
-        current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, w1, b1).to(w1.dtype)
+        if c.sequence:  # x (B, T, *frame): the frames are layer 1's input, (T, B, n_in), a view of x
+            check_draws(c, x, draws)
+            inputs = frames(c, x)
+            # one GEMM over x's rows (b, t) as they lie in memory, then the currents in step order (T, B, hidden)
+            current1 = F.linear(inputs.transpose(0, 1), w1, b1).to(w1.dtype).transpose(0, 1).contiguous()
+        else:
+            inputs = self._encoded(x.flatten(1), draws)
+            current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, w1, b1).to(w1.dtype)
         spikes1 = LIFRecurrence.apply(current1, *args, "spikes")  # (T, B, hidden)
         current2 = F.linear(spikes1, w2, b2).to(w2.dtype)  # all steps in one GEMM
         if record:

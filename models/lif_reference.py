@@ -19,6 +19,10 @@ Input encodings, from pixel intensities p = x + 0.5 in [0, 1] (the harness's ima
 ``direct``: p itself as a constant input current at every step; ``masks``: the 2018 design's u_t * x.
 Readouts: ``membrane``, the mean over the T steps of layer 2's membrane U2_t; ``spikes``, layer 2's spike counts.
 
+Sequence input (``sequence=True``, event data: N-MNIST, SHD, ...): x is (B, T, *frame), float event counts per time
+bin, and no encoding applies: layer 1's input at step t is bin t's frame flattened, x_t = x[:, t] (B, n_in), so
+I_t = W x_t + b. T = x.shape[1] must be ``time_steps``.
+
 The fast ``lif`` (models/lif.py) gives the same logits and gradients, from the same draws ``u``.
 """
 
@@ -39,6 +43,23 @@ Surrogate = Literal["atan", "sigmoid", "fast_sigmoid"]
 Encoding = Literal["rate", "direct", "masks"]
 Readout = Literal["membrane", "spikes"]
 DEFAULT_ALPHA = {"atan": 2.0, "sigmoid": 4.0}
+
+
+def check_neurons(config) -> None:
+    """ValueError for a LIF neuron key out of range: the keys every LIF model shares (``lif``'s, ``csnn``'s):
+    time_steps, beta, threshold, reset, surrogate and its sharpness (alpha or slope), readout."""
+    check_positive(config, "time_steps", "threshold", "slope")
+    for key, choices in (("reset", Reset), ("surrogate", Surrogate), ("readout", Readout)):
+        if getattr(config, key) not in choices.__args__:
+            raise ValueError(f"{key} must be one of {', '.join(choices.__args__)}, got {getattr(config, key)!r}")
+    if not 0 <= config.beta <= 1:
+        raise ValueError(f"beta must be in [0, 1], got {config.beta}")
+    if config.alpha < 0:
+        raise ValueError(f"alpha must be positive (0: the surrogate's default), got {config.alpha}")
+    if config.surrogate == "fast_sigmoid" and config.alpha:
+        raise ValueError("fast_sigmoid's sharpness is slope, not alpha")
+    if config.surrogate != "fast_sigmoid" and config.slope != 25.0:
+        raise ValueError(f"slope is fast_sigmoid's; {config.surrogate}'s sharpness is alpha")
 
 
 def surrogate_grad(x: torch.Tensor, surrogate: str, sharpness: float, inplace: bool = False) -> torch.Tensor:
@@ -69,14 +90,17 @@ class Spike(torch.autograd.Function):
 
 
 def draw(config, x: torch.Tensor) -> torch.Tensor | None:
-    """The random numbers an encoding needs: u ~ U[0, 1) of shape (T, B, n_in); None for ``direct``."""
-    if config.encoding == "direct":
+    """The random numbers an encoding needs: u ~ U[0, 1) of shape (T, B, n_in); None for ``direct`` and sequence input."""
+    if config.encoding == "direct" or config.sequence:
         return None
     return torch.rand((config.time_steps, *x.shape), device=x.device, dtype=x.dtype)
 
 
 def check_draws(config, x: torch.Tensor, draws: torch.Tensor | None) -> None:
-    if config.encoding == "direct":
+    if config.sequence:
+        if draws is not None:
+            raise ValueError("sequence input draws no random numbers (its frames are layer 1's input): pass draws=None")
+    elif config.encoding == "direct":
         if draws is not None:
             raise ValueError("direct encoding draws no random numbers: pass draws=None")
     elif draws.shape != (config.time_steps, *x.shape):
@@ -95,8 +119,30 @@ def intensity(x: torch.Tensor, encoding: str) -> torch.Tensor:
     return p
 
 
+def frames(config, x: torch.Tensor) -> torch.Tensor:
+    """Sequence input x (B, T, *frame) -> layer 1's input at every step, (T, B, n_in): x_t = x[:, t] flattened (a
+    view of a contiguous x, steps first). An x flattened to (B, T n_in) (by a caller that flattens first, or frames of
+    one element) is read as T frames of n_in. ValueError when the frames are not n_in elements or T is not
+    ``time_steps``."""
+    n, steps = config.n_in, config.time_steps
+    if x.dim() > 2:
+        size, T = x.shape[2:].numel(), x.shape[1]
+    elif x.dim() == 2 and x.shape[1] % n == 0:
+        size, T = n, x.shape[1] // n
+    else:
+        raise ValueError(f"sequence input must be (B, T, *frame) with frames of n_in = {n} elements, got shape {tuple(x.shape)}")
+    if size != n:
+        raise ValueError(f"sequence input's frames {tuple(x.shape[2:])} have {size} elements, but n_in = {n}")
+    if T != steps:
+        raise ValueError(f"sequence input has T = {T} time bins, but time_steps = {steps}: they must be equal")
+    return x.reshape(x.shape[0], T, n).transpose(0, 1)
+
+
 def encode(config, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
-    """The input of every step, (T, B, n_in); for ``direct`` the intensities (1, B, n_in), the same at every step."""
+    """The input of every step, (T, B, n_in); for ``direct`` the intensities (1, B, n_in), the same at every step; for
+    sequence input the frames (``frames``)."""
+    if config.sequence:
+        return frames(config, x)
     if config.encoding == "masks":
         return draws * x
     p = intensity(x, config.encoding)
@@ -123,23 +169,17 @@ class LIFReference(nn.Module):
         slope: float = 25.0  # fast_sigmoid: sharpness
         encoding: Encoding = "rate"
         readout: Readout = "membrane"
+        sequence: bool = False  # True: x is (B, T, *frame), bin t's frame the input at step t; set by the harness from event data
         n_in: int = 784
         n_out: int = 10
 
         def __post_init__(self):
-            check_positive(self, "hidden", "time_steps", "threshold", "slope", "n_in", "n_out")
-            for key, choices in (("reset", Reset), ("surrogate", Surrogate), ("encoding", Encoding), ("readout", Readout)):
-                options = choices.__args__
-                if getattr(self, key) not in options:
-                    raise ValueError(f"{key} must be one of {', '.join(options)}, got {getattr(self, key)!r}")
-            if not 0 <= self.beta <= 1:
-                raise ValueError(f"beta must be in [0, 1], got {self.beta}")
-            if self.alpha < 0:
-                raise ValueError(f"alpha must be positive (0: the surrogate's default), got {self.alpha}")
-            if self.surrogate == "fast_sigmoid" and self.alpha:
-                raise ValueError("fast_sigmoid's sharpness is slope, not alpha")
-            if self.surrogate != "fast_sigmoid" and self.slope != 25.0:
-                raise ValueError(f"slope is fast_sigmoid's; {self.surrogate}'s sharpness is alpha")
+            check_positive(self, "hidden", "n_in", "n_out")
+            check_neurons(self)
+            if self.encoding not in Encoding.__args__:
+                raise ValueError(f"encoding must be one of {', '.join(Encoding.__args__)}, got {self.encoding!r}")
+            if self.sequence and self.encoding != "rate":  # "rate", the default, stands for "not set"
+                raise ValueError(f"sequence input is not encoded (its frames are layer 1's input): drop encoding={self.encoding}")
 
         @property
         def sharpness(self) -> float:
@@ -168,13 +208,14 @@ class LIFReference(nn.Module):
         return c.beta * u + current - fired * c.threshold
 
     def trace(self, x: torch.Tensor, draws: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Every step of both layers, (T, B, n): ``input`` (what layer 1 multiplies; (1, B, n_in) for direct),
-        ``layer1_current`` (retain_grad() it for dL/dI), ``layerK_v`` (U_t) and ``layerK_o`` (S_t); ``logits``."""
+        """Every step of both layers, (T, B, n): ``input`` (what layer 1 multiplies; (1, B, n_in) for direct; the frames
+        of sequence input), ``layer1_current`` (retain_grad() it for dL/dI), ``layerK_v`` (U_t) and ``layerK_o`` (S_t);
+        ``logits``."""
         return self._run(x, draws, per_step=False)
 
     def _run(self, x: torch.Tensor, draws: torch.Tensor | None, per_step: bool) -> dict[str, torch.Tensor]:
         c = self.config
-        x = x.flatten(1)
+        x = x if c.sequence else x.flatten(1)  # sequence input: (B, T, *frame), read by frames()
         if draws is None:
             draws = draw(c, x)
         check_draws(c, x, draws)
@@ -202,7 +243,8 @@ class LIFReference(nn.Module):
 
     def _activity(self, logits, inputs, spikes1, spikes2) -> Activity:
         """Layer 1 multiplies the encoded input (spikes under ``rate``: accumulates; the intensities once per sample
-        under ``direct``: its current is the same at every step), layer 2 layer 1's spikes (accumulates)."""
+        under ``direct``: its current is the same at every step; sequence input's frames: accumulates where they are
+        0/1, bench/metrics.py decides), layer 2 layer 1's spikes (accumulates)."""
         return Activity(
             logits=logits,
             synapses=[Synapse("layer1", inputs, self.fc1.weight), Synapse("layer2", spikes1, self.fc2.weight)],
