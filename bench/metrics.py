@@ -14,6 +14,10 @@ Definitions (NeuroBench, Yik et al. 2024, "activation sparsity" and "synaptic op
   are *ACs* (accumulates) when the layer's inputs are spikes (every value in {-1, 0, 1}) and *MACs*
   otherwise. The SNN's inputs are the random masks times analog pixels and its outputs are graded, so
   its operations are MACs. Biases are not synaptic operations (NeuroBench does not count them).
+- a convolution's operations are counted as NeuroBench counts them (its convolution of the 0/1 indicators of
+  the inputs and of the weights, summed): at each output position and output channel, one per kernel tap
+  that lands on an input (not on the padding), times the input channels; dense ones count every input and
+  weight, effective ones only a non-zero input times a non-zero weight.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from bench import schema
 from bench.timing import Stopwatch, synchronizer
-from models.activity import Activity
+from models.activity import Activity, Conv, Synapse
 
 COLUMNS = schema.METRIC_COLUMNS  # of a model with the built-in layers; ``Counter(layers)`` gives a model's own
 
@@ -46,6 +51,42 @@ def effective_ops(inputs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if bool((fan_out == fan_out[0]).all()):  # every column alike (a dense layer): one fast count will do
         return torch.count_nonzero(inputs) * fan_out[0]
     return (torch.count_nonzero(inputs, dim=(0, 1)) * fan_out).sum()
+
+
+def conv_fan_out(weight: torch.Tensor, conv: Conv, size: tuple[int, int]) -> torch.Tensor:
+    """(n_in, H, W) int64 on the weight's device: the operations one non-zero input at each position of an (H, W) input
+    sets off, the sum over the taps (a, b) that land it on an output position of the non-zero weights w[:, c, a, b].
+    One transposed convolution of an all-ones output map with those counts, on the CPU in float64 (whole numbers, exact;
+    not every device has float64)."""
+    kernel = torch.count_nonzero(weight, dim=0).cpu().to(torch.float64)  # (n_in, kh, kw): each tap's non-zero weights
+    k, out = tuple(weight.shape[2:]), conv.output_size(size, tuple(weight.shape[2:]))
+    # the input rows and columns past the last window's start: conv_transpose2d's output_padding (each < stride)
+    spare = tuple(n + 2 * p - kk - (o - 1) * s for n, kk, o, s, p in zip(size, k, out, conv.stride, conv.padding))
+    ones = torch.ones(1, 1, *out, dtype=torch.float64)
+    hits = F.conv_transpose2d(ones, kernel[None], stride=conv.stride, padding=conv.padding, output_padding=spare)[0]
+    return hits.round().to(torch.int64).to(weight.device)
+
+
+def conv_dense_ops(size: tuple[int, int], shape: tuple[int, ...], conv: Conv) -> int:
+    """The operations of one sample's step through a convolution of weight ``shape`` (n_out, n_in, kh, kw) on an
+    (H, W) input, every input and weight counted: n_out n_in times the (output position, tap) pairs that land on the
+    input, which factor into the rows' and the columns'."""
+    n_out, n_in, *k = shape
+    reach = 1
+    for n, kk, s, p in zip(size, k, conv.stride, conv.padding):
+        reach *= sum(1 for i in range((n + 2 * p - kk) // s + 1) for a in range(kk) if 0 <= i * s + a - p < n)
+    return n_out * n_in * reach
+
+
+def ops(synapse: Synapse) -> tuple[torch.Tensor, int]:
+    """(effective operations, a 0-d tensor; dense operations, an int) of one synapse over all its steps and samples."""
+    inputs, weight, conv = synapse.inputs, synapse.weight, synapse.conv
+    steps, batch = inputs.shape[:2]
+    if conv is None:
+        return effective_ops(inputs, weight), steps * batch * weight.numel()
+    size = tuple(inputs.shape[3:])
+    effective = (torch.count_nonzero(inputs, dim=(0, 1)) * conv_fan_out(weight, conv, size)).sum()  # int64: exact
+    return effective, steps * batch * conv_dense_ops(size, tuple(weight.shape), conv)
 
 
 class Counter:
@@ -70,13 +111,13 @@ class Counter:
             sums["active_sum"] = sums["active_sum"] + out.clamp_min(0).sum().double()  # the outputs above zero
             ever = out.flatten(0, 1).amax(0) > 0 if out.numel() else out.new_zeros(out.shape[-1], dtype=torch.bool)
             sums["ever"] = ever if sums["ever"] is None else sums["ever"] | ever  # (n,): fired at least once
-        for synapse in activity.synapses:  # inputs: (steps, B, n_in), weight: (n_out, n_in)
-            effective = effective_ops(synapse.inputs, synapse.weight)
+        for synapse in activity.synapses:  # inputs: (steps, B, n_in), weight: (n_out, n_in); or a convolution's
+            effective, dense = ops(synapse)
             if is_spiking(synapse.inputs):
                 self.acs = self.acs + effective
             else:
                 self.macs = self.macs + effective
-            self.dense += synapse.inputs.shape[0] * synapse.inputs.shape[1] * synapse.weight.numel()
+            self.dense += dense
 
     def values(self) -> dict[str, float]:
         """The metric columns (without ``metrics_seconds``); NaN where a layer has no nonlinearity or nothing was counted."""

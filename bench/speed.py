@@ -1,19 +1,25 @@
 """``python -m bench.speed``: the median time of one training step, every implementation side by side.
 
     python -m bench.speed --device cpu --batch-size 1000 --repeats 7
+    python -m bench.speed --device cpu --workload csnn --repeats 7
 
 One process, interleaved: each repeat times every implementation once, in a rotated
-order, so the drift of a shared machine hits them all alike. Two workloads:
+order, so the drift of a shared machine hits them all alike. Three workloads:
 
 - ``snn``, the 2018 design at T = 128: ffn, snn, snn-reference, snnTorch's and SpikingJelly's
   versions of it (bench/peers.py) and its floor; ratios are to ``snn``.
 - ``lif``, the surrogate-gradient LIF at T = 25 (rate encoding): lif, lif-reference,
   snntorch-lif, spikingjelly-lif and its floor; ratios are to ``lif``.
+- ``csnn``, the convolutional LIF network (models/conv.py) on N-MNIST-like event frames, 2 x 34 x 34
+  over T = 25 bins, at batch 128 (``event_frames``): cnn, csnn, csnn-reference, snntorch-csnn and its
+  floor; ratios are to ``csnn``. Not timed unless asked for (``--workload csnn``).
 
-``--time-steps`` sets T for both. A floor is the work no implementation of its workload can
-skip: drawing the T x B x 784 random numbers of the input, layer 1's forward matmul and its
-weight-gradient matmul. ``--precision fp32 bf16`` gives a row per implementation and precision
-(the floor's matmuls and input at that precision too). The peak-memory column is the memory one
+``--time-steps`` sets T for all. The floor of ``snn`` and ``lif`` is the work no implementation of
+its workload can skip: drawing the T x B x 784 random numbers of the input, layer 1's forward matmul
+and its weight-gradient matmul. The floor of ``csnn`` is csnn's own training step with its neurons
+replaced by the identity (``ConvFloor``): the convolutions, the pooling and fc, forward and backward.
+``--precision fp32 bf16`` gives a row per implementation and precision (the floors' matmuls, convolutions
+and input at that precision too). The peak-memory column is the memory one
 training step needs: each implementation's step in a child process of its own (bench.precision's
 PeakMemory: the peak resident set on a CPU, the allocator's peak on CUDA, above what was held before).
 """
@@ -40,12 +46,18 @@ from bench.config import TrainConfig
 from bench.devices import DeviceError, resolve_devices
 from bench.loop import training_step
 from bench.timing import synchronizer
+from models.conv import CSNN
 
 COLUMNS = ["workload", "implementation", "precision", "device", "batch_size", "time_steps", "median_seconds", "min_seconds",
            "max_seconds", "repeats", "peak_mib"]  # fmt: skip
-WORKLOADS = {"snn": 128, "lif": 25}  # the base implementation of each workload and its default T
+WORKLOADS = {"snn": 128, "lif": 25, "csnn": 25}  # the base implementation of each workload and its default T
+DEFAULT_WORKLOADS = ("snn", "lif")  # what runs without --workload (csnn: its own data, asked for by name)
+BATCH_SIZES = {"snn": 1000, "lif": 1000, "csnn": 128}  # without --batch-size (csnn: snnTorch's tutorial 7 on N-MNIST)
 LIF_MODELS = ("lif", "lif-reference", "snntorch-lif", "spikingjelly-lif")
-FLOORS = {"snn": "floor", "lif": "floor (lif)"}
+CONV_MODELS = ("cnn", "csnn", "csnn-reference", "snntorch-csnn")
+FLOORS = {"snn": "floor", "lif": "floor (lif)", "csnn": "floor (csnn)"}
+EVENTS = (2, 34, 34)  # an N-MNIST frame: ON and OFF events on the 34 x 34 sensor
+EVENT_RATE = 0.8  # events per bin of a pixel and polarity, over the digit's intensity: about 4,200 a sample at T = 25
 
 
 def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> Callable[[], None]:
@@ -98,17 +110,62 @@ def floor_step(x: torch.Tensor, time_steps: int, hidden: int = 100, precision: s
     return step
 
 
+class ConvFloor(CSNN):
+    """csnn with its neurons replaced by the identity: each stage's pooled currents are the next layer's input, at
+    every step (a held image's repeated over T), the readout their mean. Its training step is the convolutions', the
+    pooling's and fc's, forward and backward, in csnn's own layout: what no implementation of csnn can skip."""
+
+    def neurons(self, current: torch.Tensor, out: str) -> torch.Tensor:
+        return current if current.dim() == 3 else current.expand(self.config.time_steps, *current.shape)
+
+
 def names(workload: str) -> list[str]:
     """The implementations of a workload, in the table's order (the library ones where their library is installed)."""
     if workload == "lif":
         return [n for n in LIF_MODELS if n in models.available()] + [FLOORS["lif"]]
+    if workload == "csnn":
+        return [n for n in CONV_MODELS if n in models.available()] + [FLOORS["csnn"]]
     return ["ffn", "snn", "snn-reference", FLOORS["snn"], *peers.installed()]
 
 
-def implementation(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> Callable[[], None]:
-    """One timed step: a model's training step, or a floor, on a batch of ``batch_size`` mnist-mini digits."""
+def workload_of(name: str) -> str:
+    """The workload an implementation belongs to: which data it times on."""
+    return "csnn" if name in CONV_MODELS or name == FLOORS["csnn"] else "lif" if name in LIF_MODELS else "snn"
+
+
+def spec(name: str, time_steps: int) -> str:
+    """The model spec an implementation's step trains: csnn's workload's on event frames, sequence input of T bins."""
+    if workload_of(name) == "csnn":
+        keys = "sequence=true,in_channels={},in_height={},in_width={}".format(*EVENTS)
+        return f"{name}:{keys}" if name == "cnn" else f"{name}:{keys},time_steps={time_steps}"
+    return "ffn" if name == "ffn" else f"{name}:time_steps={time_steps}"
+
+
+def event_frames(batch_size: int, time_steps: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """N-MNIST-like input, x (B, T, 2, 34, 34) of 0/1 event counts and labels y (B,): mnist-mini's digits on a 34 x 34
+    sensor (3 pixels of margin), each bin's ON and OFF event at a pixel drawn with probability EVENT_RATE times its
+    intensity (about 7% of a frame's pixels and polarities), by a generator of its own (the same batch every time)."""
     from bench.data import load
 
+    data = load("mnist-mini", device="cpu").train
+    reps = -(-batch_size // len(data))
+    images, y = data.images.repeat(reps, 1, 1, 1)[:batch_size], data.labels.repeat(reps)[:batch_size]
+    margin = (EVENTS[1] - images.shape[-2]) // 2, (EVENTS[2] - images.shape[-1]) // 2
+    p = torch.nn.functional.pad(images + 0.5, (margin[1], margin[1], margin[0], margin[0]))[:, None]  # (B, 1, 1, H, W)
+    u = torch.rand((batch_size, time_steps, *EVENTS), generator=torch.Generator().manual_seed(0))
+    return (u < EVENT_RATE * p).float().to(device), y.to(device)
+
+
+def implementation(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> Callable[[], None]:
+    """One timed step: a model's training step, or a floor, on a batch of ``batch_size`` mnist-mini digits (csnn's
+    workload: of their event frames, ``event_frames``)."""
+    from bench.data import load
+
+    if workload_of(name) == "csnn":
+        x, y = event_frames(batch_size, time_steps, device)
+        if name == FLOORS["csnn"]:
+            return model_step(ConvFloor(models.parse_spec(spec("csnn", time_steps)).config).to(device), x, y, precision)
+        return model_step(models.build(spec(name, time_steps)).to(device), x, y, precision)
     data = load("mnist-mini", device=device).train
     reps = -(-batch_size // len(data))
     x, y = data.images.repeat(reps, 1, 1, 1)[:batch_size], data.labels.repeat(reps)[:batch_size]
@@ -116,13 +173,12 @@ def implementation(name: str, device: str, batch_size: int, time_steps: int, pre
         return floor_step(x, time_steps, precision=precision)
     if name in peers.PEERS:
         return model_step(peers.build(name, time_steps).to(device), x, y, precision)
-    spec = "ffn" if name == "ffn" else f"{name}:time_steps={time_steps}"
-    return model_step(models.build(spec).to(device), x, y, precision)
+    return model_step(models.build(spec(name, time_steps)).to(device), x, y, precision)
 
 
 def implementations(device: str, batch_size: int, time_steps: int, workload: str = "snn",
                     precisions: tuple[str, ...] = ("fp32",)) -> dict[tuple[str, str], Callable[[], None]]:  # fmt: skip
-    """The timed steps of one workload ("snn" or "lif"), by (implementation, precision)."""
+    """The timed steps of one workload ("snn", "lif" or "csnn"), by (implementation, precision)."""
     return {(name, p): implementation(name, device, batch_size, time_steps, p) for p in precisions for name in names(workload)}
 
 
@@ -180,7 +236,7 @@ def rows(times: dict[tuple[str, str], list[float]], device: str, batch_size: int
 
 
 def table(result: list[dict]) -> str:
-    """One line per row; ``x base`` is the ratio to its workload's base implementation (snn or lif) on its device at the
+    """One line per row; ``x base`` is the ratio to its workload's base implementation (snn, lif, csnn) on its device at the
     first precision timed (fp32 unless not asked for), so that the precisions compare in one column."""
     base = {}
     for r in result:
@@ -200,11 +256,12 @@ def build_parser() -> Parser:
     """The command line of ``python -m bench.speed`` (tests check the documented options against it)."""
     p = Parser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     p.add_argument("--device", nargs="+", default=["cpu"], help="cpu, cuda, cuda:N, mps or all (default: cpu)")
-    p.add_argument("--batch-size", type=positive(int), default=1000, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=positive(int), default=None,
+                   help="(default: 1000 for the snn and lif workloads, 128 for csnn)")  # fmt: skip
     p.add_argument("--time-steps", type=positive(int), default=None,
-                   help="T of every SNN (default: 128 for the snn workload, 25 for lif)")  # fmt: skip
-    p.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS),
-                   help="which workloads to time (default: snn lif)")  # fmt: skip
+                   help="T of every SNN (default: 128 for the snn workload, 25 for lif and csnn)")  # fmt: skip
+    p.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(DEFAULT_WORKLOADS),
+                   help="which workloads to time: snn, lif, csnn (default: snn lif)")  # fmt: skip
     p.add_argument("--precision", nargs="+", type=one_of(*amp.PRECISIONS), default=["fp32"],
                    help="one row per implementation and precision: fp32, bf16, fp16 (CUDA only) (default: fp32)")  # fmt: skip
     p.add_argument("--repeats", type=positive(int), default=5, help="timed steps per implementation (default: %(default)s)")
@@ -230,15 +287,17 @@ def check_csv(path: str) -> None:
 
 def check_fits(workload: str, time_steps: int) -> None:
     """UsageError for a T at which bench.run would refuse one of the workload's models: the same spec and data checks
-    (models.parse_spec, bench.data.check_fits on mnist-mini, the data every step here trains on)."""
+    (models.parse_spec, bench.data.check_fits on mnist-mini, the data every step here trains on; csnn's workload: the
+    spec's, its event frames made here to fit it)."""
     from bench.data import check_fits as fits
 
     for name in names(workload):
-        if name in FLOORS.values() or name in peers.PEERS or name == "ffn":
-            continue  # the floors and the peer copies have no spec of their own; the ffn has no T
+        if name in FLOORS.values() or name in peers.PEERS or name in ("ffn", "cnn"):
+            continue  # the floors and the peer copies have no spec of their own; the ffn and the cnn have no T
         try:
-            spec = models.parse_spec(f"{name}:time_steps={time_steps}")
-            fits(spec.label, spec.config, "mnist-mini", min_time_steps=spec.info.min_time_steps)
+            parsed = models.parse_spec(spec(name, time_steps))
+            if workload != "csnn":
+                fits(parsed.label, parsed.config, "mnist-mini", min_time_steps=parsed.info.min_time_steps)
         except (models.SpecError, ValueError) as exc:
             raise UsageError(f"--time-steps {time_steps} does not fit the {workload} workload: {exc}") from None
 
@@ -262,13 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         for workload in dict.fromkeys(args.workload):
             steps = args.time_steps or WORKLOADS[workload]
-            impls = implementations(device, args.batch_size, steps, workload, precisions)
-            print(f"timing {', '.join(names(workload))} at {', '.join(precisions)} on {device}, T = {steps} ...",
+            batch = args.batch_size or BATCH_SIZES[workload]
+            impls = implementations(device, batch, steps, workload, precisions)
+            print(f"timing {', '.join(names(workload))} at {', '.join(precisions)} on {device}, T = {steps}, B = {batch} ...",
                   file=sys.stderr)  # fmt: skip
-            found = rows(measure(impls, device, args.repeats), device, args.batch_size, steps, workload)
+            found = rows(measure(impls, device, args.repeats), device, batch, steps, workload)
             del impls  # their buffers: the memory children get the machine's memory to themselves
             for row in found if not args.no_memory else []:
-                row["peak_mib"] = peak_step_mib(row["implementation"], device, args.batch_size, steps, row["precision"])
+                row["peak_mib"] = peak_step_mib(row["implementation"], device, batch, steps, row["precision"])
             result += found
     print(table(result))
     if args.csv:

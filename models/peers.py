@@ -11,6 +11,10 @@ snnTorch's ``Leaky`` is the neuron lif is defined by: the two agree for every co
 charge ``V - V / tau + X`` is ``beta V + X``), ``v_reset=0`` (reset="zero") or ``None`` (reset="subtract"),
 ``detach_reset=True`` (snnTorch detaches the reset) and the same surrogate. Then it computes what lif does
 where a mapping exists, and differs as ``DIFFERENCES`` says where none does.
+
+``snntorch-csnn``: csnn's convolutional network (models/conv.py) with three ``snntorch.Leaky`` neurons, stepped in a
+Python loop over t (snnTorch's tutorial 7), csnn's config and parameters (``conv1``, ``conv2``, ``fc``): equal to
+``csnn`` to float32 rounding (tests/test_conv.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from importlib import metadata
 import torch
 
 from models.activity import Activity
+from models.conv import LAYERS
+from models.conv_reference import CSNNReference
 from models.lif_reference import LIFReference, check_draws, draw, encode
 from models.registry import NOTES, ModelInfo, add, unavailable
 
@@ -69,21 +75,25 @@ class _Peer(LIFReference):
         raise NotImplementedError
 
 
+def snntorch_leaky(config):
+    """A ``snntorch.Leaky`` with a LIF config's neuron: beta, threshold, reset and surrogate."""
+    import snntorch
+    from snntorch import surrogate
+
+    c = config
+    if c.surrogate == "atan":
+        grad = surrogate.atan(alpha=c.sharpness)
+    elif c.surrogate == "sigmoid":
+        grad = surrogate.sigmoid(slope=c.sharpness)
+    else:
+        grad = surrogate.fast_sigmoid(slope=c.sharpness)
+    return snntorch.Leaky(beta=c.beta, threshold=c.threshold, spike_grad=grad, reset_mechanism=c.reset)
+
+
 class SnnTorchLIF(_Peer):
     def __init__(self, config: LIFReference.Config | None = None):
         super().__init__(config)
-        import snntorch
-        from snntorch import surrogate
-
-        c = self.config
-        if c.surrogate == "atan":
-            grad = surrogate.atan(alpha=c.sharpness)
-        elif c.surrogate == "sigmoid":
-            grad = surrogate.sigmoid(slope=c.sharpness)
-        else:
-            grad = surrogate.fast_sigmoid(slope=c.sharpness)
-        neuron = dict(beta=c.beta, threshold=c.threshold, spike_grad=grad, reset_mechanism=c.reset)
-        self.lif1, self.lif2 = snntorch.Leaky(**neuron), snntorch.Leaky(**neuron)
+        self.lif1, self.lif2 = snntorch_leaky(self.config), snntorch_leaky(self.config)
 
     def _run(self, x, draws):
         c = self.config
@@ -145,11 +155,26 @@ class SpikingJellyLIF(_Peer):
         return logits, inputs, spikes1, spikes2
 
 
-PEERS = {"snntorch-lif": (SnnTorchLIF, "snntorch"), "spikingjelly-lif": (SpikingJellyLIF, "spikingjelly")}
+class SnnTorchCSNN(CSNNReference):
+    """csnn's network (models/conv.py) with three ``snntorch.Leaky`` neurons, stepped in a Python loop over t, every
+    layer on that step's input (snnTorch's tutorial 7); csnn-reference's loop, the neurons snnTorch's."""
+
+    def __init__(self, config: CSNNReference.Config | None = None):
+        super().__init__(config)
+        self.lif1, self.lif2, self.lif3 = (snntorch_leaky(self.config) for _ in range(3))
+
+    def fire(self, layer: int, current: torch.Tensor, mem: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        leaky = (self.lif1, self.lif2, self.lif3)[layer]
+        return leaky(current, leaky.reset_mem() if mem is None else mem)  # its membrane from reset_mem() at each batch
+
+
+PEERS = {"snntorch-lif": (SnnTorchLIF, "snntorch"), "spikingjelly-lif": (SpikingJellyLIF, "spikingjelly"),
+         "snntorch-csnn": (SnnTorchCSNN, "snntorch")}  # fmt: skip
 
 for _name, (_cls, _module) in PEERS.items():
     if importlib.util.find_spec(_module) is not None:
-        add(_name, _cls, ModelInfo("spiking"), f"built-in ({_module} {_version(_module)})")
+        _layers = LAYERS if issubclass(_cls, CSNNReference) else ("layer1", "layer2")  # csnn's three, lif's two
+        add(_name, _cls, ModelInfo("spiking", _layers), f"built-in ({_module} {_version(_module)})")
     else:
         unavailable(_name, f"needs {_module}: pip install -e '.[peers]'")
 del _name, _cls, _module
