@@ -15,6 +15,7 @@ so that the gradient at t-dt can only have come back through the spike at t.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def neuron_activity(model: nn.Module, split: Split, input_shape: tuple[int, ...]
     """Inner state and output of every neuron at every step, for test sample ``index``: (T, n) arrays, and
     the sample as a picture (``input_shape`` without a channel axis of one; a flat sample as one row)."""
     model.eval()
-    x, label = split.images[index : index + 1], split.labels[index]
+    x, label = split.inputs(slice(index, index + 1)), split.labels[index]
     with _fixed_masks(x.device), torch.no_grad():
         torch.manual_seed(MASK_SEED)
         tr = model.trace(x)
@@ -68,9 +69,13 @@ def neuron_activity(model: nn.Module, split: Split, input_shape: tuple[int, ...]
 
 
 def _picture(sample: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """A sample as a 2-D picture: a sequence's frames summed over time, channels (an event camera's polarities)
+    summed; a flat sample as one row."""
+    if sample.numel() != math.prod(shape):  # a sequence (T, *shape)
+        sample = sample.reshape(-1, *shape).sum(0)
     image = sample.reshape(shape)
-    while image.dim() > 2 and image.shape[0] == 1:  # (1, 28, 28) -> (28, 28)
-        image = image[0]
+    while image.dim() > 2:  # (1, 28, 28) -> (28, 28); (2, 34, 34) -> (34, 34), both polarities
+        image = image.sum(0)
     return image if image.dim() == 2 else image.reshape(1, -1)
 
 
@@ -84,7 +89,7 @@ def window(
     sample's gradient is its own.
     """
     model.eval()
-    x, y = split.images[:samples], split.labels[:samples]
+    x, y = split.inputs(slice(0, samples)), split.labels[:samples]
     with _fixed_masks(x.device), torch.enable_grad():
         torch.manual_seed(MASK_SEED)
         tr = model.trace(x)

@@ -26,7 +26,7 @@ class ContractError(ValueError):
 def check(spec: ModelSpec, data: Dataset) -> None:
     """ContractError naming ``spec``'s model and the first thing about it that breaks the contract."""
     label, classes = spec.label, data.info.n_classes
-    x = data.train.images[:BATCH].detach().cpu()
+    x = data.train.inputs(slice(0, BATCH)).detach().cpu()
     y = data.train.labels[:BATCH].detach().cpu()
 
     def fail(what: str) -> ContractError:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 import typing
 from pathlib import Path
@@ -17,7 +18,7 @@ from tabulate import tabulate
 
 import models
 from bench import config as train_config
-from bench import contract
+from bench import contract, events
 from bench import data as datasets
 from bench.cli import Parser, UsageError, positive
 from bench.devices import DeviceError, cores, resolve_devices
@@ -35,8 +36,12 @@ def build_parser() -> Parser:
     p.add_argument("--device", nargs="+", default=["all"], help="cpu, cuda, cuda:N, mps or all (default: all)")
     names = ", ".join(datasets.available())
     p.add_argument("--dataset", default="mnist-mini", metavar="NAME",
-                   help=f"one of {names}, or package.module:function (default: %(default)s)")  # fmt: skip
-    p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist (default: %(default)s)")
+                   help=f"one of {names}, an event dataset with its binning as NAME:key=value,... (e.g. "
+                        "shd:bins=100; see --list), or package.module:function (default: %(default)s)")  # fmt: skip
+    p.add_argument("--data-dir", default="data", help="where torchvision keeps mnist/fashion-mnist, and the event "
+                   "datasets' files are, each in its publisher's layout (default: %(default)s)")  # fmt: skip
+    p.add_argument("--download", action="store_true", help="let tonic fetch an event dataset's missing files (needs "
+                   "a network; default: a missing file is an error that names it)")  # fmt: skip
     train_config.add_options(p)  # --epochs, --lr, --optimizer, --momentum, --batch-size, ...: bench/config.py
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one training per seed (default: 0)")
     p.add_argument("--lr-scale", type=positive(float), nargs="+", default=[1.0], metavar="S",
@@ -67,8 +72,8 @@ def build_parser() -> Parser:
     p.add_argument(
         "--resume", metavar="RUN_DIR", default=None,
         help="finish the run in RUN_DIR with the arguments recorded in its run.json; only --no-report, "
-             "--keep-checkpoints, --threads, --executor, --workers, --scheduler and --new-segment may be added, and a "
-             "change of the threads, the trainings in parallel, the hardware or a kernel backend needs --new-segment "
+             "--keep-checkpoints, --threads, --executor, --workers, --scheduler, --new-segment and --download may be added, "
+             "and a change of the threads, the trainings in parallel, the hardware or a kernel backend needs --new-segment "
              "(default: start a new run)",
     )  # fmt: skip
     p.add_argument("--new-segment", action="store_true",
@@ -115,6 +120,8 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
     try:
         args.devices = resolve_devices(args.device)
         args.config = train_config.from_args(args)
+        args.dataset = datasets.canonical(args.dataset)  # an event dataset's options, checked and in their order
+        events.DOWNLOAD = args.download
         sizes = datasets.model_defaults(args.dataset, args.data_dir)  # n_in, n_out from the data unless given
         args.specs = [models.parse_spec(s, defaults=sizes) for s in args.models]
         for spec in args.specs:
@@ -223,17 +230,21 @@ def listing() -> str:
     rows += [[name, "not available", "spiking", f"it {why}"] for name, why in sorted(models.UNAVAILABLE.items())]
     sets = []
     for name in datasets.available():
-        known = datasets.DATASETS.get(name, (None, None))[1]
-        shape = f"{'x'.join(map(str, known.input_shape))}, {known.n_classes} classes" if known else "known once loaded"
+        known = datasets.info(name) if events.is_event(name) else datasets.DATASETS.get(name, (None, None))[1]
+        shape = f"{known.describe()}, {known.n_classes} classes" if known else "known once loaded"
         try:
             where = datasets.origin(name)
         except datasets.DataError as exc:
             where = f"cannot be loaded: {exc}"
+        if events.is_event(name):
+            where += "" if importlib.util.find_spec("tonic") else " (not installed: pip install -e '.[events]')"
+            opts = events.SOURCES[name].defaults
+            shape += "; keys: " + ", ".join(f"{f.name}={getattr(opts, f.name)!r}" for f in dataclasses.fields(opts))
         sets.append([name, where, shape])
     return "\n\n".join([
         tabulate(rows, headers=["model", "from", "kind", "config keys (default, type)"], maxcolwidths=[None, 30, None, 80]),
         *models.NOTES.values(),
-        tabulate(sets, headers=["dataset", "from", "input, classes"]),
+        tabulate(sets, headers=["dataset", "from", "input, classes"], maxcolwidths=[None, None, 80]),
         "A model can also be named as package.module:ClassName[:key=value,...], a dataset as package.module:function.",
     ])  # fmt: skip
 

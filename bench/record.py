@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import config as train_config
+from bench import events
 from bench import provenance as origin
 from bench.checkpoint import CheckpointError, Checkpoints
 from bench.data import VALIDATION_SEED
@@ -37,7 +38,7 @@ from bench.schema import TrainingKey, csv_columns, epoch_lines, header_problem
 # different value is an error. --threads, --executor, --workers and --scheduler decide the threads and the trainings run
 # in parallel, which change the seconds: ``check_segments`` refuses a change of what a training trained with unless
 # --new-segment (the resumed stretch is a segment of its own either way).
-MAY_CHANGE = ("no_report", "keep_checkpoints", "threads", "executor", "workers", "scheduler", "new_segment")
+MAY_CHANGE = ("no_report", "keep_checkpoints", "threads", "executor", "workers", "scheduler", "new_segment", "download")
 # Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
 FINISHED = ("complete", "diverged")
 
@@ -74,6 +75,7 @@ def new_record(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         "environment": environment(),
         "args": recorded_args(args),
         "validation_seed": VALIDATION_SEED,  # the held-out split (--validation) is drawn from it alone
+        **({"event_data": events.record(args.dataset, args.data_dir)} if events.is_event(args.dataset) else {}),
         "trainings": [{**TrainingKey(s.label, d, seed, scale).record(), "status": "pending", "epochs_done": 0}
                       for d in args.devices for s in args.specs for scale in args.lr_scale for seed in args.seeds],
     }  # fmt: skip

@@ -117,15 +117,18 @@ def model_class(name: str) -> type[nn.Module]:
 class ModelSpec:
     name: str
     config: Any  # an instance of MODELS[name].Config
+    derived: tuple[str, ...] = dataclasses.field(default=(), compare=False)  # keys set from the data, not the spec
 
     @property
     def label(self) -> str:
-        """Canonical spec: the name, then the non-default keys in sorted order."""
+        """Canonical spec: the name, then the non-default keys in sorted order, but those the data set (``derived``: an
+        event dataset's ``sequence``, bins and image size; the dataset's label says them; ``n_in`` and ``n_out`` are
+        shown as ever)."""
         default = type(self.config)()
         changed = [
             f"{f.name}={_format(getattr(self.config, f.name))}"
             for f in sorted(dataclasses.fields(self.config), key=lambda f: f.name)
-            if getattr(self.config, f.name) != getattr(default, f.name)
+            if getattr(self.config, f.name) != getattr(default, f.name) and f.name not in self.derived
         ]
         return self.name + (":" + ",".join(changed) if changed else "")
 
@@ -202,12 +205,14 @@ def parse_spec(text: str, defaults: dict[str, Any] | None = None) -> ModelSpec:
         if key in values:
             raise SpecError(f"{text!r}: {key} is given twice")
         values[key] = _parse_value(cls.Config, fields[key], raw.strip())
+    # n_in and n_out stay in the label as they always were (a recorded run's trainings are keyed by it)
+    derived = tuple(k for k in (defaults or {}) if k in fields and k not in values and k not in ("n_in", "n_out"))
     values = {**{k: v for k, v in (defaults or {}).items() if k in fields}, **values}
     try:
         config = cls.Config(**values)
     except (ValueError, TypeError) as exc:
         raise SpecError(f"{text!r}: {exc}") from None
-    return ModelSpec(name, config)
+    return ModelSpec(name, config, derived)
 
 
 def build(spec: str | ModelSpec) -> nn.Module:

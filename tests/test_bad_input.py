@@ -43,9 +43,9 @@ SMALL += ["--no-report"]
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--models", "lstm"], "unknown model 'lstm'; known: ffn, lif, lif-reference, snn"),
+        (["--models", "lstm"], "unknown model 'lstm'; known: cnn, csnn, csnn-reference, ffn, lif, lif-reference, snn"),
         (["--models", "snn:colour=red"], "unknown key 'colour' for model snn; valid keys: hidden, time_steps"),
-        (["--dataset", "cifar"], "unknown dataset 'cifar'; choose from fashion-mnist, mnist, mnist-mini"),
+        (["--dataset", "cifar"], "unknown dataset 'cifar'; choose from dvsgesture, fashion-mnist, mnist, mnist-mini, nmnist"),
         (["--device", "tpu"], "unknown device 'tpu'; use cpu, cuda, cuda:N, mps or all"),
         (["--device", "cuda:99"], "device 'cuda:99' is not available here; available: cpu"),
         (["--epochs", "0"], "argument --epochs: expected a positive int, got '0'"),
@@ -155,8 +155,8 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys, make, message):
     "args, message",
     [
         (["--epochs", "2"], "--epochs 2 contradicts the recorded --epochs 1 of {r}; with --resume only --no-report, "
-                            "--keep-checkpoints, --threads, --executor, --workers, --scheduler and --new-segment may be "
-                            "given"),
+                            "--keep-checkpoints, --threads, --executor, --workers, --scheduler, --new-segment and "
+                            "--download may be given"),
         (["--models", "snn"], "--models snn contradicts the recorded --models ffn"),
         (["--seeds", "3", "4"], "--seeds 3 4 contradicts the recorded --seeds 3"),
         (["--lr", "0.1"], "--lr 0.1 contradicts the recorded --lr 0.1 0.05 0.01"),

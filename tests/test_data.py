@@ -144,12 +144,12 @@ def test_a_data_dir_that_is_a_file_is_an_error(tmp_path):
 
 
 def test_datasets_come_from_a_registry_with_what_models_must_fit():
-    assert data.available() == ["fashion-mnist", "mnist", "mnist-mini"]
+    assert data.available() == ["dvsgesture", "fashion-mnist", "mnist", "mnist-mini", "nmnist", "shd", "smnist"]
     info = data.info("mnist-mini")
     assert info.input_shape == (1, 28, 28) and info.n_inputs == 784 and info.n_classes == 10
     assert data.info("fashion-mnist").class_names[-1] == "Ankle boot"
     assert data.load("mnist-mini").info == info
-    with pytest.raises(data.DataError, match="unknown dataset 'cifar'; choose from fashion-mnist, mnist, mnist-mini"):
+    with pytest.raises(data.DataError, match="unknown dataset 'cifar'; choose from dvsgesture, fashion-mnist, mnist, mnist-mini"):
         data.load("cifar")
 
 
