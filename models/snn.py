@@ -9,6 +9,12 @@ is the reverse linear recurrence of SPEC.md's cost section, saving only the
 Because of the two one-step delays, the logits never see layer 1's last two
 steps or layer 2's last step, so those are not computed (the reference computes
 and discards them); with the same masks the results are the same.
+
+``recurrent=true`` (layer 1 also gets W_rec o1_{t-1}, models/snn_reference.py) takes neither the chunked CPU step nor
+the neuron kernels, which know no recurrence: layer 1's feed-forward currents are still one GEMM over all steps (the
+masks drawn as without recurrence, so a seed gives the same masks), then models/snn_recurrent.py runs layer 1's neurons
+one step at a time in torch, only the product W_rec o1_{t-1} per step, its backward written out as here; layer 2 is
+the path above.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import dispatch, fused, masked_linear, snn_chunked, triton_neurons
+from models import dispatch, fused, masked_linear, snn_chunked, snn_recurrent, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
 from models.registry import register
@@ -80,8 +86,8 @@ class SNN(SNNReference):
     """Same config, parameters, ``masks`` argument and results as ``snn-reference``; much less work per step."""
 
     def forward(self, x: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        flat = x.flatten(1)
-        if masks is None and snn_chunked.available(flat, self.layer1.fc.weight, self.config.time_steps):
+        flat, c = x.flatten(1), self.config
+        if masks is None and not c.recurrent and snn_chunked.available(flat, self.layer1.fc.weight, c.time_steps):
             return snn_chunked.logits(self, flat)  # on the CPU: both layers a chunk of steps at a time
         return self._layers(x, masks)[0]
 
@@ -118,7 +124,12 @@ class SNN(SNNReference):
             else:
                 # (T-2, B, hidden) in one GEMM; back to the weights' dtype: under bf16 autocast the state stays fp32
                 current1 = F.linear(inputs, w1, b1).to(w1.dtype)
-            out1 = simulate(current1, *args, "outputs")[1] if record else NeuronRecurrence.apply(current1, *args, "outputs")
+            if c.recurrent:  # + W_rec o1_{t-1} at every step: torch, one step at a time (models/snn_recurrent.py)
+                out1 = snn_recurrent.layer1(current1, self.layer1_rec.weight, *args)
+            elif record:
+                out1 = simulate(current1, *args, "outputs")[1]
+            else:
+                out1 = NeuronRecurrence.apply(current1, *args, "outputs")
         else:
             out1 = x.new_zeros(0, B, c.hidden)
         if T == 1:  # the one kept state is v2_0 = 0
