@@ -146,7 +146,7 @@ def check_fits(label: str, config, dataset: str, data_dir: str | Path = "data", 
     fields = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
     if i.sequence and "sequence" not in fields:
         raise ValueError(f"{label} takes static images only, and {dataset} is {i.describe()}; on event data use a "
-                         f"model with the key sequence (lif, lif-reference, ffn, csnn, cnn)")  # fmt: skip
+                         f"model with the key sequence ({', '.join(_sequence_models())})")  # fmt: skip
     if i.sequence and getattr(config, "sequence", False) is False:
         raise ValueError(f"{label}: sequence=False does not fit {dataset}, which is {i.describe()}")
     if not i.sequence and getattr(config, "sequence", False):
@@ -169,6 +169,14 @@ def check_fits(label: str, config, dataset: str, data_dir: str | Path = "data", 
         raise ValueError(f"{label}: n_in={n_in} does not fit {dataset}, whose samples have {i.n_inputs} inputs{per} ({shape})")
     if n_out is not None and n_out != i.n_classes:
         raise ValueError(f"{label}: n_out={n_out} does not fit {dataset}, which has {i.n_classes} classes")
+
+
+def _sequence_models() -> list[str]:
+    """The built-in models that take event data (their Config has ``sequence``)."""
+    import models
+
+    return sorted(n for n, cls in models.MODELS.items() if models.ORIGIN.get(n) == "built-in" and
+            "sequence" in {f.name for f in dataclasses.fields(cls.Config)})  # fmt: skip
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
     python -m bench.speed --device cpu --batch-size 1000 --repeats 7
     python -m bench.speed --device cpu --workload csnn --repeats 7
+    python -m bench.speed --device cpu --workload rsnn --repeats 5
 
 One process, interleaved: each repeat times every implementation once, in a rotated
-order, so the drift of a shared machine hits them all alike. Three workloads:
+order, so the drift of a shared machine hits them all alike. Four workloads:
 
 - ``snn``, the 2018 design at T = 128: ffn, snn, snn-reference, snnTorch's and SpikingJelly's
   versions of it (bench/peers.py) and its floor; ratios are to ``snn``.
@@ -13,11 +14,17 @@ order, so the drift of a shared machine hits them all alike. Three workloads:
 - ``csnn``, the convolutional LIF network (models/conv.py) on N-MNIST-like event frames, 2 x 34 x 34
   over T = 25 bins, at batch 128 (``event_frames``): cnn, csnn, csnn-reference, snntorch-csnn and its
   floor; ratios are to ``csnn``. Not timed unless asked for (``--workload csnn``).
+- ``rsnn``, the recurrent networks on smnist-sized sequences, 1 x 99 event counts over T = 112 bins at batch 256
+  (``event_sequence``), hidden 128: rsnn, rsnn-reference, snntorch-rlif, torch's gru and lstm and its floor; ratios
+  are to ``rsnn``. Not timed unless asked for (``--workload rsnn``).
 
 ``--time-steps`` sets T for all. The floor of ``snn`` and ``lif`` is the work no implementation of
 its workload can skip: drawing the T x B x 784 random numbers of the input, layer 1's forward matmul
 and its weight-gradient matmul. The floor of ``csnn`` is csnn's own training step with its neurons
-replaced by the identity (``ConvFloor``): the convolutions, the pooling and fc, forward and backward.
+replaced by the identity (``ConvFloor``): the convolutions, the pooling and fc, forward and backward. The floor of
+``rsnn`` is its matmuls alone (``recurrent_floor_step``): the input projection of all steps as one GEMM and its weight
+gradient, the T recurrent products forward and T backward, one step at a time, the recurrent weights' gradient and
+the readout's GEMMs.
 ``--precision fp32 bf16`` gives a row per implementation and precision (the floors' matmuls, convolutions
 and input at that precision too). The peak-memory column is the memory one
 training step needs: each implementation's step in a child process of its own (bench.precision's
@@ -50,14 +57,19 @@ from models.conv import CSNN
 
 COLUMNS = ["workload", "implementation", "precision", "device", "batch_size", "time_steps", "median_seconds", "min_seconds",
            "max_seconds", "repeats", "peak_mib"]  # fmt: skip
-WORKLOADS = {"snn": 128, "lif": 25, "csnn": 25}  # the base implementation of each workload and its default T
-DEFAULT_WORKLOADS = ("snn", "lif")  # what runs without --workload (csnn: its own data, asked for by name)
-BATCH_SIZES = {"snn": 1000, "lif": 1000, "csnn": 128}  # without --batch-size (csnn: snnTorch's tutorial 7 on N-MNIST)
+WORKLOADS = {"snn": 128, "lif": 25, "csnn": 25, "rsnn": 112}  # the base implementation of each workload and its default T
+DEFAULT_WORKLOADS = ("snn", "lif")  # what runs without --workload (csnn, rsnn: their own data, asked for by name)
+# without --batch-size (csnn: snnTorch's tutorial 7 on N-MNIST; rsnn: issue 26's recurrent workload)
+BATCH_SIZES = {"snn": 1000, "lif": 1000, "csnn": 128, "rsnn": 256}
 LIF_MODELS = ("lif", "lif-reference", "snntorch-lif", "spikingjelly-lif")
 CONV_MODELS = ("cnn", "csnn", "csnn-reference", "snntorch-csnn")
-FLOORS = {"snn": "floor", "lif": "floor (lif)", "csnn": "floor (csnn)"}
+RECURRENT_MODELS = ("rsnn", "rsnn-reference", "snntorch-rlif", "gru", "lstm")  # gru, lstm: models/recurrent_ann.py
+FLOORS = {"snn": "floor", "lif": "floor (lif)", "csnn": "floor (csnn)", "rsnn": "floor (rsnn)"}
 EVENTS = (2, 34, 34)  # an N-MNIST frame: ON and OFF events on the 34 x 34 sensor
 EVENT_RATE = 0.8  # events per bin of a pixel and polarity, over the digit's intensity: about 4,200 a sample at T = 25
+SEQUENCE = (1, 99)  # an smnist frame: 99 channels, each a crossing of one of 49 grey levels up or down (docs/events.md)
+SEQUENCE_RATE = 0.44  # mean events per bin and channel: smnist's 4,880 events a sample over 112 bins x 99 channels
+RECURRENT_HIDDEN = 128  # the recurrent layer of rsnn, gru and lstm (issue 26)
 
 
 def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> Callable[[], None]:
@@ -119,25 +131,72 @@ class ConvFloor(CSNN):
         return current if current.dim() == 3 else current.expand(self.config.time_steps, *current.shape)
 
 
+def recurrent_floor_step(x: torch.Tensor, hidden: int = RECURRENT_HIDDEN, n_out: int = 10,
+                         precision: str = "fp32") -> Callable[[], None]:  # fmt: skip
+    """rsnn's matmuls and nothing else, into reused buffers, at ``precision``'s dtype: the input projection of all T
+    steps as one GEMM (T B, n_in) x (n_in, hidden) and its weight gradient; T recurrent products (B, hidden) x (hidden,
+    hidden) forward and T backward, each one GEMM per step (each needs the step before); the recurrent weights'
+    gradient, one GEMM over all steps; the readout's GEMM (T B, hidden) x (hidden, n_out) and its two gradients. What
+    no implementation of the recurrent workload can skip (a GRU does three recurrent products a step, an LSTM four).
+    The spikes it multiplies are fixed 0/1 draws."""
+    dtype = amp.DTYPES.get(precision, torch.float32)
+    B, T = x.shape[:2]
+    g = torch.Generator(device=x.device).manual_seed(0)
+    inputs = x.transpose(0, 1).reshape(T * B, -1).to(dtype)
+    n_in = inputs.shape[1]
+    w_in = torch.empty(hidden, n_in, device=x.device).uniform_(-0.1, 0.1).to(dtype)
+    w_rec = torch.empty(hidden, hidden, device=x.device).uniform_(-0.09, 0.09).to(dtype)
+    w_out = torch.empty(n_out, hidden, device=x.device).uniform_(-0.09, 0.09).to(dtype)
+    spikes = (torch.rand(T, B, hidden, device=x.device, generator=g) < 0.2).to(dtype)
+    current = torch.empty(T, B, hidden, device=x.device, dtype=dtype)
+    grad = torch.empty_like(current)
+    out = torch.empty(T * B, n_out, device=x.device, dtype=dtype)
+    grads = [torch.empty_like(w) for w in (w_in, w_rec, w_out)]
+
+    def step() -> None:
+        torch.mm(inputs, w_in.t(), out=current.view(T * B, hidden))  # the input projection, all steps
+        for t in range(1, T):  # each step's recurrent product onto its current (rsnn's forward)
+            current[t].addmm_(spikes[t - 1], w_rec.t())
+        torch.mm(spikes.view(T * B, hidden), w_out.t(), out=out)  # the readout, all steps
+        torch.mm(out, w_out, out=grad.view(T * B, hidden))  # its gradient to the spikes
+        for t in range(T - 2, -1, -1):  # each step's recurrent product of the gradient (rsnn's backward)
+            grad[t].addmm_(grad[t + 1], w_rec)
+        torch.mm(grad[1:].view(-1, hidden).t(), spikes[:-1].view(-1, hidden), out=grads[1])  # the weight gradients
+        torch.mm(grad.view(T * B, hidden).t(), inputs, out=grads[0])
+        torch.mm(out.t(), spikes.view(T * B, hidden), out=grads[2])
+
+    return step
+
+
 def names(workload: str) -> list[str]:
-    """The implementations of a workload, in the table's order (the library ones where their library is installed)."""
+    """The implementations of a workload, in the table's order (the library ones where their library is installed;
+    gru and lstm where they are registered)."""
     if workload == "lif":
         return [n for n in LIF_MODELS if n in models.available()] + [FLOORS["lif"]]
     if workload == "csnn":
         return [n for n in CONV_MODELS if n in models.available()] + [FLOORS["csnn"]]
+    if workload == "rsnn":
+        return [n for n in RECURRENT_MODELS if n in models.available()] + [FLOORS["rsnn"]]
     return ["ffn", "snn", "snn-reference", FLOORS["snn"], *peers.installed()]
 
 
 def workload_of(name: str) -> str:
     """The workload an implementation belongs to: which data it times on."""
-    return "csnn" if name in CONV_MODELS or name == FLOORS["csnn"] else "lif" if name in LIF_MODELS else "snn"
+    if name in CONV_MODELS or name == FLOORS["csnn"]:
+        return "csnn"
+    if name in RECURRENT_MODELS or name == FLOORS["rsnn"]:
+        return "rsnn"
+    return "lif" if name in LIF_MODELS else "snn"
 
 
 def spec(name: str, time_steps: int) -> str:
-    """The model spec an implementation's step trains: csnn's workload's on event frames, sequence input of T bins."""
+    """The model spec an implementation's step trains: csnn's workload's on event frames, rsnn's on event sequences,
+    sequence input of T bins."""
     if workload_of(name) == "csnn":
         keys = "sequence=true,in_channels={},in_height={},in_width={}".format(*EVENTS)
         return f"{name}:{keys}" if name == "cnn" else f"{name}:{keys},time_steps={time_steps}"
+    if workload_of(name) == "rsnn":
+        return f"{name}:sequence=true,n_in={SEQUENCE[0] * SEQUENCE[1]},time_steps={time_steps},hidden={RECURRENT_HIDDEN}"
     return "ffn" if name == "ffn" else f"{name}:time_steps={time_steps}"
 
 
@@ -156,11 +215,25 @@ def event_frames(batch_size: int, time_steps: int, device: str) -> tuple[torch.T
     return (u < EVENT_RATE * p).float().to(device), y.to(device)
 
 
+def event_sequence(batch_size: int, time_steps: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """smnist-sized input, x (B, T, 1, 99) of event counts and labels y (B,) of 10 classes: each bin and channel's count
+    Poisson with mean SEQUENCE_RATE (mostly 0 and 1, a few 2 and more, as smnist's), by a generator of its own (the same
+    batch every time)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.poisson(torch.full((batch_size, time_steps, *SEQUENCE), SEQUENCE_RATE), generator=g)
+    return x.to(device), torch.randint(0, 10, (batch_size,), generator=g).to(device)
+
+
 def implementation(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> Callable[[], None]:
     """One timed step: a model's training step, or a floor, on a batch of ``batch_size`` mnist-mini digits (csnn's
-    workload: of their event frames, ``event_frames``)."""
+    workload: of their event frames, ``event_frames``; rsnn's: of smnist-sized sequences, ``event_sequence``)."""
     from bench.data import load
 
+    if workload_of(name) == "rsnn":
+        x, y = event_sequence(batch_size, time_steps, device)
+        if name == FLOORS["rsnn"]:
+            return recurrent_floor_step(x, precision=precision)
+        return model_step(models.build(spec(name, time_steps)).to(device), x, y, precision)
     if workload_of(name) == "csnn":
         x, y = event_frames(batch_size, time_steps, device)
         if name == FLOORS["csnn"]:
@@ -178,7 +251,7 @@ def implementation(name: str, device: str, batch_size: int, time_steps: int, pre
 
 def implementations(device: str, batch_size: int, time_steps: int, workload: str = "snn",
                     precisions: tuple[str, ...] = ("fp32",)) -> dict[tuple[str, str], Callable[[], None]]:  # fmt: skip
-    """The timed steps of one workload ("snn", "lif" or "csnn"), by (implementation, precision)."""
+    """The timed steps of one workload ("snn", "lif", "csnn" or "rsnn"), by (implementation, precision)."""
     return {(name, p): implementation(name, device, batch_size, time_steps, p) for p in precisions for name in names(workload)}
 
 
@@ -236,7 +309,7 @@ def rows(times: dict[tuple[str, str], list[float]], device: str, batch_size: int
 
 
 def table(result: list[dict]) -> str:
-    """One line per row; ``x base`` is the ratio to its workload's base implementation (snn, lif, csnn) on its device at the
+    """One line per row; ``x base`` is the ratio to its workload's base implementation (snn, lif, csnn, rsnn) on its device at the
     first precision timed (fp32 unless not asked for), so that the precisions compare in one column."""
     base = {}
     for r in result:
@@ -257,11 +330,11 @@ def build_parser() -> Parser:
     p = Parser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     p.add_argument("--device", nargs="+", default=["cpu"], help="cpu, cuda, cuda:N, mps or all (default: cpu)")
     p.add_argument("--batch-size", type=positive(int), default=None,
-                   help="(default: 1000 for the snn and lif workloads, 128 for csnn)")  # fmt: skip
+                   help="(default: 1000 for the snn and lif workloads, 128 for csnn, 256 for rsnn)")  # fmt: skip
     p.add_argument("--time-steps", type=positive(int), default=None,
-                   help="T of every SNN (default: 128 for the snn workload, 25 for lif and csnn)")  # fmt: skip
+                   help="T of every SNN (default: 128 for the snn workload, 25 for lif and csnn, 112 for rsnn)")  # fmt: skip
     p.add_argument("--workload", nargs="+", choices=list(WORKLOADS), default=list(DEFAULT_WORKLOADS),
-                   help="which workloads to time: snn, lif, csnn (default: snn lif)")  # fmt: skip
+                   help="which workloads to time: snn, lif, csnn, rsnn (default: snn lif)")  # fmt: skip
     p.add_argument("--precision", nargs="+", type=one_of(*amp.PRECISIONS), default=["fp32"],
                    help="one row per implementation and precision: fp32, bf16, fp16 (CUDA only) (default: fp32)")  # fmt: skip
     p.add_argument("--repeats", type=positive(int), default=5, help="timed steps per implementation (default: %(default)s)")
@@ -287,8 +360,8 @@ def check_csv(path: str) -> None:
 
 def check_fits(workload: str, time_steps: int) -> None:
     """UsageError for a T at which bench.run would refuse one of the workload's models: the same spec and data checks
-    (models.parse_spec, bench.data.check_fits on mnist-mini, the data every step here trains on; csnn's workload: the
-    spec's, its event frames made here to fit it)."""
+    (models.parse_spec, bench.data.check_fits on mnist-mini, the data every step here trains on; csnn's and rsnn's
+    workloads: the spec's, their event data made here to fit it)."""
     from bench.data import check_fits as fits
 
     for name in names(workload):
@@ -296,7 +369,7 @@ def check_fits(workload: str, time_steps: int) -> None:
             continue  # the floors and the peer copies have no spec of their own; the ffn and the cnn have no T
         try:
             parsed = models.parse_spec(spec(name, time_steps))
-            if workload != "csnn":
+            if workload not in ("csnn", "rsnn"):
                 fits(parsed.label, parsed.config, "mnist-mini", min_time_steps=parsed.info.min_time_steps)
         except (models.SpecError, ValueError) as exc:
             raise UsageError(f"--time-steps {time_steps} does not fit the {workload} workload: {exc}") from None

@@ -1,6 +1,6 @@
 """Models behind one registry. Importing this package registers every model."""
 
-from models import conv, conv_reference, ffn, lif, lif_reference, peers, snn, snn_reference  # noqa: F401  (registration side effect)
+from models import conv, conv_reference, ffn, lif, lif_reference, peers, recurrent_ann, rsnn, rsnn_reference, snn, snn_reference  # noqa: F401  (registration side effect)
 from models.registry import (
     INFO,
     MODELS,

@@ -15,6 +15,13 @@ where a mapping exists, and differs as ``DIFFERENCES`` says where none does.
 ``snntorch-csnn``: csnn's convolutional network (models/conv.py) with three ``snntorch.Leaky`` neurons, stepped in a
 Python loop over t (snnTorch's tutorial 7), csnn's config and parameters (``conv1``, ``conv2``, ``fc``): equal to
 ``csnn`` to float32 rounding (tests/test_conv.py).
+
+``snntorch-rlif``: rsnn's network (models/rsnn_reference.py) with ``snntorch.RLeaky`` (all-to-all linear recurrence)
+as its recurrent layer and a ``snntorch.Leaky`` readout, stepped in a Python loop over t, rsnn's config and parameters
+(``fc1``, ``rec``, ``fc2``). RLeaky's recurrent ``nn.Linear`` has a bias, added to the current at every step, the first
+included: the same as fc1's bias, so the adapter gives RLeaky rsnn's bias-free ``rec`` as its recurrent layer (a
+library-built one maps as fc1.bias + recurrent.bias, tests/test_rsnn.py). Equal to ``rsnn`` with reset=subtract
+(adaptation 0: RLeaky has none); with reset=zero it differs as ``RLIF_DIFFERENCES`` says.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from models.conv import LAYERS
 from models.conv_reference import CSNNReference
 from models.lif_reference import LIFReference, check_draws, draw, encode
 from models.registry import NOTES, ModelInfo, add, unavailable
+from models.rsnn_reference import RSNNReference
 
 DIFFERENCES = (
     "SpikingJelly's LIFNode differs from lif (and snnTorch's Leaky) in two cases, where no mapping of its options "
@@ -75,19 +83,24 @@ class _Peer(LIFReference):
         raise NotImplementedError
 
 
-def snntorch_leaky(config):
-    """A ``snntorch.Leaky`` with a LIF config's neuron: beta, threshold, reset and surrogate."""
-    import snntorch
+def snntorch_surrogate(config):
+    """snnTorch's surrogate gradient of a LIF config's ``surrogate`` and sharpness."""
     from snntorch import surrogate
 
     c = config
     if c.surrogate == "atan":
-        grad = surrogate.atan(alpha=c.sharpness)
-    elif c.surrogate == "sigmoid":
-        grad = surrogate.sigmoid(slope=c.sharpness)
-    else:
-        grad = surrogate.fast_sigmoid(slope=c.sharpness)
-    return snntorch.Leaky(beta=c.beta, threshold=c.threshold, spike_grad=grad, reset_mechanism=c.reset)
+        return surrogate.atan(alpha=c.sharpness)
+    if c.surrogate == "sigmoid":
+        return surrogate.sigmoid(slope=c.sharpness)
+    return surrogate.fast_sigmoid(slope=c.sharpness)
+
+
+def snntorch_leaky(config):
+    """A ``snntorch.Leaky`` with a LIF config's neuron: beta, threshold, reset and surrogate."""
+    import snntorch
+
+    c = config
+    return snntorch.Leaky(beta=c.beta, threshold=c.threshold, spike_grad=snntorch_surrogate(c), reset_mechanism=c.reset)
 
 
 class SnnTorchLIF(_Peer):
@@ -168,8 +181,65 @@ class SnnTorchCSNN(CSNNReference):
         return leaky(current, leaky.reset_mem() if mem is None else mem)  # its membrane from reset_mem() at each batch
 
 
+RLIF_DIFFERENCES = (
+    "snnTorch's RLeaky has no threshold adaptation (adaptation must be 0). With reset=zero it zeroes the whole new "
+    "membrane after a spike, the step's input included: U_t = (1 - R_{t-1}) (beta U_{t-1} + I_t), where rsnn (and "
+    "snnTorch's Leaky) has U_t = beta (1 - R_{t-1}) U_{t-1} + I_t; so the step after a spike loses its input current. "
+    "With reset=subtract it computes what rsnn:adaptation=0 does."
+)
+
+
+class SnnTorchRLIF(RSNNReference):
+    """rsnn's network with ``snntorch.RLeaky`` as the recurrent layer and ``snntorch.Leaky`` as the readout, stepped in a
+    Python loop over t (snnTorch's tutorials' pattern), the states from ``reset_mem()`` at every batch."""
+
+    trace = None  # as the other peers: the analysis skips them
+
+    @dataclass(frozen=True)
+    class Config(RSNNReference.Config):
+        def __post_init__(self):
+            super().__post_init__()
+            if self.adaptation:
+                raise ValueError("snnTorch's RLeaky has no threshold adaptation: adaptation must be 0")
+
+    def __init__(self, config: Config | None = None):
+        super().__init__(config or self.Config())
+        import snntorch
+
+        c = self.config
+        with torch.random.fork_rng(devices=[]):  # rsnn's weights, drawn above; the generator left where rsnn leaves it
+            self.lif1 = snntorch.RLeaky(beta=c.beta, threshold=c.threshold, spike_grad=snntorch_surrogate(c),
+                                        reset_mechanism=c.reset, all_to_all=True, linear_features=c.hidden)  # fmt: skip
+        self.lif1.recurrent = self.rec  # rsnn's W_rec, without the bias that would duplicate fc1's
+        self.lif2 = snntorch_leaky(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x)[0]
+
+    @torch.no_grad()
+    def activity(self, x: torch.Tensor) -> Activity:
+        return self._activity(*self._run(x))
+
+    def _run(self, x: torch.Tensor):
+        """(logits, fc1's input, the hidden spikes (T, B, hidden), the readout's spikes (T, B, n_out))."""
+        c = self.config
+        inputs = self.inputs(x)
+        spk1, mem1 = self.lif1.reset_mem()
+        mem2 = self.lif2.reset_mem()
+        spk1_rec, spk2_rec, mem2_rec = [], [], []
+        for t in range(c.time_steps):
+            spk1, mem1 = self.lif1(self.fc1(inputs[min(t, len(inputs) - 1)]), spk1, mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk1_rec.append(spk1)
+            spk2_rec.append(spk2)
+            mem2_rec.append(mem2)
+        spikes2 = torch.stack(spk2_rec)
+        logits = torch.stack(mem2_rec).mean(0) if c.readout == "membrane" else spikes2.sum(0)
+        return logits, inputs, torch.stack(spk1_rec), spikes2
+
+
 PEERS = {"snntorch-lif": (SnnTorchLIF, "snntorch"), "spikingjelly-lif": (SpikingJellyLIF, "spikingjelly"),
-         "snntorch-csnn": (SnnTorchCSNN, "snntorch")}  # fmt: skip
+         "snntorch-csnn": (SnnTorchCSNN, "snntorch"), "snntorch-rlif": (SnnTorchRLIF, "snntorch")}  # fmt: skip
 
 for _name, (_cls, _module) in PEERS.items():
     if importlib.util.find_spec(_module) is not None:
@@ -179,3 +249,4 @@ for _name, (_cls, _module) in PEERS.items():
         unavailable(_name, f"needs {_module}: pip install -e '.[peers]'")
 del _name, _cls, _module
 NOTES["spikingjelly-lif"] = "spikingjelly-lif: " + DIFFERENCES
+NOTES["snntorch-rlif"] = "snntorch-rlif: " + RLIF_DIFFERENCES

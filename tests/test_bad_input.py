@@ -43,7 +43,7 @@ SMALL += ["--no-report"]
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--models", "lstm"], "unknown model 'lstm'; known: cnn, csnn, csnn-reference, ffn, lif, lif-reference, snn"),
+        (["--models", "rnn"], "unknown model 'rnn'; known: cnn, csnn, csnn-reference, ffn, gru, lif, lif-reference, lstm"),
         (["--models", "snn:colour=red"], "unknown key 'colour' for model snn; valid keys: hidden, time_steps"),
         (["--dataset", "cifar"], "unknown dataset 'cifar'; choose from dvsgesture, fashion-mnist, mnist, mnist-mini, nmnist"),
         (["--device", "tpu"], "unknown device 'tpu'; use cpu, cuda, cuda:N, mps or all"),

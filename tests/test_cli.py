@@ -54,7 +54,7 @@ def test_smoke_run_writes_tidy_rows_and_run_json(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--models", "lstm"], "unknown model 'lstm'; known: cnn, csnn, csnn-reference, ffn, lif, lif-reference, snn"),
+        (["--models", "rnn"], "unknown model 'rnn'; known: cnn, csnn, csnn-reference, ffn, gru, lif, lif-reference, lstm"),
         (["--models", "snn:colour=red"], "unknown key 'colour'"),
         (["--device", "cuda:99"], "device 'cuda:99' is not available here; available: cpu"),
         (["--device", "tpu"], "unknown device 'tpu'"),

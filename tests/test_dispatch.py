@@ -19,6 +19,7 @@ from models import dispatch, fused, masks, native, snn, triton_neurons
 ROOT = Path(__file__).resolve().parent.parent
 NEURONS = ("snn.forward", "snn.backward", "lif.forward", "lif.backward", "snn.steps", "snn.steps_backward")
 KEYS = {"neurons", "neurons_fallback", "neurons_changes", "masks", "masks_fallback", "masks_changes", "mask_generator"}
+KEYS |= {"recurrent", "recurrent_fallback", "recurrent_changes"}  # rsnn's kernels (models/rsnn.py): torch's alone so far
 SNN_ARGS = (0.9, 1.0, 0.5, False, "both")
 
 
@@ -122,7 +123,8 @@ def test_provenance_on_this_machine(built):
     assert got == {"neurons": c_label("neurons"), "masks": c_label("masks"), "mask_generator": masks.generator_name("cpu"),
                    "neurons_fallback": native.pooled("neurons") or "", "masks_fallback": native.pooled("masks") or "",
                    "neurons_changes": "speed" if native.pooled("neurons") else "",
-                   "masks_changes": "speed" if native.pooled("masks") else ""}  # fmt: skip
+                   "masks_changes": "speed" if native.pooled("masks") else "",
+                   "recurrent": "torch", "recurrent_fallback": "", "recurrent_changes": ""}  # fmt: skip
     assert masks.generator_name("cpu") == "native splitmix64 (models/_masks.c)"  # bench/record.py records it
 
 
@@ -218,7 +220,8 @@ def test_a_compiler_that_fails_says_why_in_provenance(tmp_path, cc, reason):
     got = json.loads(lines[0])
     assert got == {"neurons": "torch", "neurons_fallback": reason, "neurons_changes": "rounding",
                    "masks": "torch-threads", "masks_fallback": reason, "masks_changes": "results",
-                   "mask_generator": "torch, 8 chunks on threads"}  # fmt: skip
+                   "mask_generator": "torch, 8 chunks on threads",
+                   "recurrent": "torch", "recurrent_fallback": "", "recurrent_changes": ""}  # fmt: skip
     assert lines[1] == f"{reason} | {reason}"
     assert not list((tmp_path / "cache" / "snnbench").glob("*.so")), "a failed build leaves nothing in the cache"
 
