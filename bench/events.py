@@ -160,11 +160,6 @@ def frame_shape(text: str) -> tuple[int, ...]:
     return (p, h, w) if h > 1 else (p, w)
 
 
-def describe(text: str) -> str:
-    """``2x34x34 frames over 25 bins``."""
-    return f"{'x'.join(map(str, frame_shape(text)))} frames over {options(text).bins} bins"
-
-
 def cache_dir() -> Path:
     """Where converted frames are kept: ``$SNNBENCH_CACHE`` or ``$XDG_CACHE_HOME/snnbench/frames`` (~/.cache)."""
     if os.environ.get("SNNBENCH_CACHE"):
@@ -184,9 +179,9 @@ def _folder(name: str, data_dir: Path) -> Path:
     """The folder tonic reads ``name`` from (for smnist: its own, or torchvision's MNIST/raw/ linked into the cache)."""
     source = SOURCES[name]
     folder = data_dir / ("smnist" if name == "smnist" else source.tonic_class)
-    if name == "smnist" and not _found(name, folder)[1]:
+    if name == "smnist" and _missing(name, folder):
         raw = data_dir / "MNIST" / "raw"
-        if not _found(name, raw)[1]:
+        if _missing(name, raw):
             return folder
         staged = cache_dir() / "smnist-sources" / hashlib.sha256(str(raw).encode()).hexdigest()[:16] / "smnist"
         staged.mkdir(parents=True, exist_ok=True)
@@ -200,17 +195,20 @@ def _folder(name: str, data_dir: Path) -> Path:
     return folder
 
 
-def _found(name: str, folder: Path) -> tuple[list[str], bool]:
-    """(the splits' file patterns with no match in ``folder``, whether both splits have their files)."""
+def _missing(name: str, folder: Path) -> list[str]:
+    """The splits' files (patterns) with no match in ``folder``: none when both splits are there."""
     if name == "smnist":
-        missing = [f for files in MNIST_FILES.values() for f in files if not (folder / f).is_file()]
-        return missing, not missing
-    missing = [pattern for pattern in SOURCES[name].present if next(folder.glob(pattern), None) is None]
-    return missing, not missing
+        return [f for files in MNIST_FILES.values() for f in files if not (folder / f).is_file()]
+    return [pattern for pattern in SOURCES[name].present if next(folder.glob(pattern), None) is None]
+
+
+def _not_found(name: str, folder: Path, data_dir, missing: list[str]) -> EventDataError:
+    return EventDataError(f"{name}: no {', '.join(missing)} in {folder}; expected {SOURCES[name].layout} below "
+                          f"--data-dir {data_dir}; --download fetches them where a network exists")  # fmt: skip
 
 
 def _dataset(name: str, data_dir: Path, train: bool):
-    """tonic's dataset of ``name`` reading ``data_dir``: its own check of the files replaced by ``_found`` (tonic's
+    """tonic's dataset of ``name`` reading ``data_dir``: its own check of the files replaced by ``_missing`` (tonic's
     wants the downloaded archive still there and 10,000 N-MNIST files, so it would download again what is unpacked),
     and its download refused unless ``DOWNLOAD``."""
     tonic = _tonic()
@@ -218,13 +216,11 @@ def _dataset(name: str, data_dir: Path, train: bool):
     folder = _folder(name, data_dir)
 
     def check(self) -> bool:
-        return _found(name, folder)[1]
+        return not _missing(name, folder)
 
     def download(self) -> None:
-        missing, _ = _found(name, folder)
         if not DOWNLOAD:
-            raise EventDataError(f"{name}: no {', '.join(missing)} in {folder}; expected {SOURCES[name].layout} below "
-                                 f"--data-dir {data_dir}; --download fetches them where a network exists")  # fmt: skip
+            raise _not_found(name, folder, data_dir, _missing(name, folder))
         base.download(self)
 
     cls = type(base.__name__, (base,), {"_check_exists": check, "download": download})  # tonic's folder: the class name
@@ -237,18 +233,18 @@ def check_files(text: str, data_dir: str | Path) -> None:
     name = split(text)[0]
     _tonic()
     folder = _folder(name, Path(data_dir))
-    missing, ok = _found(name, folder)
-    if not ok and not DOWNLOAD:
-        raise EventDataError(f"{name}: no {', '.join(missing)} in {folder}; expected {SOURCES[name].layout} below "
-                             f"--data-dir {data_dir}; --download fetches them where a network exists")  # fmt: skip
+    if (missing := _missing(name, folder)) and not DOWNLOAD:
+        raise _not_found(name, folder, data_dir, missing)
 
 
-def _key(text: str, folder: Path, version: str) -> str:
-    """The cache key: the format, the dataset and options, tonic's version, and each source file's path, size, time."""
+def _cached_at(text: str, data_dir: str | Path) -> Path:
+    """The cache folder of ``text``'s frames, named by the dataset's label and a key of the format, the options,
+    tonic's version, and each source file's path, size and time."""
+    folder = _folder(split(text)[0], Path(data_dir))
     files = sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink())
     stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.exists()]
-    blob = json.dumps([FORMAT, canonical(text), version, str(folder.resolve()), stats])
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    blob = json.dumps([FORMAT, canonical(text), _tonic().__version__, str(folder.resolve()), stats])
+    return cache_dir() / f"{canonical(text).replace(':', '-').replace(',', '-')}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}"
 
 
 class Binner:
@@ -300,14 +296,12 @@ class Binner:
 def load(text: str, data_dir: str | Path, progress: bool = True) -> dict:
     """``{"train": (frames (N, bins, *frame) uint8 or int16, labels (N,) int64), "test": ...}`` as numpy arrays mapped
     from the cache, converting the files first where the cache does not hold them."""
-    tonic = _tonic()
     name = split(text)[0]
     check_files(text, data_dir)
-    folder = _folder(name, Path(data_dir))
-    if not _found(name, folder)[1]:  # --download: tonic fetches them now
+    if _missing(name, _folder(name, Path(data_dir))):  # --download: tonic fetches them now
         for train in (True, False):
             _dataset(name, Path(data_dir), train)
-    where = cache_dir() / f"{canonical(text).replace(':', '-').replace(',', '-')}-{_key(text, folder, tonic.__version__)}"
+    where = _cached_at(text, data_dir)
     if not (where / "meta.json").is_file():
         _convert(text, Path(data_dir), where, progress)
     found = {}
@@ -372,9 +366,7 @@ def _lines(items, what: str):
 
 def converted(text: str, data_dir: str | Path) -> dict | None:
     """The conversion's record (meta.json) where the cache holds it, else None."""
-    tonic = _tonic()
-    folder = _folder(split(text)[0], Path(data_dir))
-    where = cache_dir() / f"{canonical(text).replace(':', '-').replace(',', '-')}-{_key(text, folder, tonic.__version__)}"
+    where = _cached_at(text, data_dir)
     return json.loads((where / "meta.json").read_text()) if (where / "meta.json").is_file() else None
 
 

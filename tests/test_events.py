@@ -267,3 +267,40 @@ def test_validation_is_carved_out_of_an_event_training_split(tmp_path):
     (run_dir,) = (tmp_path / "out").iterdir()
     (row,) = read_epochs(run_dir / "epochs.csv")
     assert row["train_samples"] == 20 and row["test_samples"] == 20 and 0 <= row["val_accuracy"] <= 1
+
+
+def test_event_data_on_dask_after_resume_and_in_a_report_gives_the_local_numbers(tmp_path, monkeypatch):
+    """Users combine features: the new models on an event dataset, on a Dask cluster (its workers map the cache the
+    driver converted), cut after epoch 1 and resumed, then a report over the folders; every number as one local run."""
+    pytest.importorskip("distributed")
+    import os
+    import signal
+
+    from test_dask import numbers
+
+    import bench.executors
+    from bench.train import Epoch
+    from report.__main__ import main as report_main
+
+    root = nmnist_files(tmp_path / "data", train=20, test=10)
+    argv = ["--models", "csnn", "rsnn", "gru", "--device", "cpu", "--dataset", "nmnist:bins=3", "--data-dir", str(root),
+            "--epochs", "2", "--batch-size", "10", "--threads", "1", "--no-report"]  # fmt: skip
+    assert main([*argv, "--out", str(tmp_path / "local")]) == 0
+    assert main([*argv, "--executor", "dask", "--workers", "2", "--out", str(tmp_path / "dask")]) == 0
+    real = bench.executors.train
+
+    def cut(*args, **kwargs):  # SIGINT once the first training's first epoch is recorded
+        for event in real(*args, **kwargs):
+            yield event
+            if isinstance(event, Epoch) and event.epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as m:
+        m.setattr(bench.executors, "train", cut)
+        assert main([*argv, "--out", str(tmp_path / "cut")]) == 130
+    (local,), (dask,), (resumed,) = ((tmp_path / d).iterdir() for d in ("local", "dask", "cut"))
+    assert main(["--resume", str(resumed)]) == 0
+    assert numbers(dask) == numbers(local) == numbers(resumed)
+    assert report_main([str(local), str(dask), str(resumed), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "nmnist:bins=3" in text and "csnn" in text and "gru:n_in=2312" in text

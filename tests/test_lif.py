@@ -113,7 +113,11 @@ def test_rate_encoding_refuses_inputs_that_are_not_intensities():
 
 def tiny(encoding: str):
     """784 -> 3 -> 2 with hand-set weights (n_in=4): see the sums in the test."""
-    model = models.build(f"lif:n_in=4,hidden=3,n_out=2,time_steps=2,beta=0.5,encoding={encoding}")
+    return hand_set(models.build(f"lif:n_in=4,hidden=3,n_out=2,time_steps=2,beta=0.5,encoding={encoding}"))
+
+
+def hand_set(model):
+    """A 4 -> 3 -> 2 LIF network's weights set by hand, no biases (tests/test_sequence_models.py too)."""
     with torch.no_grad():
         model.fc1.weight.copy_(torch.tensor([[2.0, 1, 0, 1], [0.1, 1, 0.1, 1], [-1, 1, -1, 1]]))
         model.fc2.weight.copy_(torch.tensor([[1.0, 1, 1], [0, 1, 1]]))

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from gradients import assert_close, run
+from test_lif import hand_set  # the same 4 -> 3 -> 2 weights as lif's hand-computed tests
 
 import models
 from bench.metrics import Counter, is_spiking
@@ -57,13 +58,9 @@ def test_lif_equals_lif_reference_on_sequence_input(reset, surrogate, time_steps
 
 def tiny(name: str, reset: str = "subtract", readout: str = "membrane") -> torch.nn.Module:
     """4 -> 3 -> 2 with hand-set weights, T = 2, beta 0.5, threshold 1: see the sums in the test."""
-    model = models.build(f"{name}:sequence=true,n_in=4,hidden=3,n_out=2,time_steps=2,beta=0.5,reset={reset},readout={readout}")
-    with torch.no_grad():
-        model.fc1.weight.copy_(torch.tensor([[2.0, 1, 0, 1], [0.1, 1, 0.1, 1], [-1, 1, -1, 1]]))
-        model.fc2.weight.copy_(torch.tensor([[1.0, 1, 1], [0, 1, 1]]))
-        model.fc1.bias.zero_()
-        model.fc2.bias.zero_()
-    return model
+    return hand_set(
+        models.build(f"{name}:sequence=true,n_in=4,hidden=3,n_out=2,time_steps=2,beta=0.5,reset={reset},readout={readout}")
+    )
 
 
 @pytest.mark.parametrize("name", ["lif", "lif-reference"])

@@ -5,6 +5,7 @@ against a scalar rewrite by hand, the masks drawn without a ``masks`` argument, 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_snn_spec import reference_snn  # the scalar rewrite of SPEC.md, with its recurrent weight wr
 
 import models
 from bench.metrics import Counter
@@ -62,25 +63,6 @@ def test_the_key_is_off_by_default_and_adds_one_weight():
     assert models.INFO["snn"].delay == 2  # only earlier steps feed back: the delays stay
 
 
-def reference_snn(x, masks, w1, b1, wr, w2, b2, reset, d=0.9, theta=1.0, p=1.5):
-    """A 1-1-1 network with a recurrent weight ``wr``, plain Python floats: h1_t = w1 u_t x + b1 + wr o1_{t-1} + d v1."""
-
-    def step(h, v):
-        h = h + d * v
-        o = max(h - theta, 0.0)
-        g = 1.0 if o > 0 else 0.0
-        return (h - (p + o) * g if reset == "subtract" else h - (p / theta) * h * g), o
-
-    v1 = o1 = v2 = 0.0
-    kept = []
-    for u in masks:
-        out1 = o1  # layer 1's delayed output: to layer 2, and back to layer 1 itself
-        v1, o1 = step(w1 * u * x + b1 + wr * out1, v1)
-        kept.append(v2)
-        v2, _ = step(w2 * out1 + b2, v2)
-    return sum(kept) / len(kept)
-
-
 @pytest.mark.parametrize("reset", ["subtract", "proportional"])
 @pytest.mark.parametrize("time_steps", [1, 2, 3, 4, 12])
 @pytest.mark.parametrize("name", ["snn", "snn-reference"])
@@ -94,10 +76,10 @@ def test_a_scalar_network_by_hand(name, reset, time_steps):
             param.fill_(value)
     masks = torch.linspace(0.3, 0.9, time_steps).view(time_steps, 1, 1)
     got = model(torch.tensor([[0.7]]), masks=masks).item()
-    want = reference_snn(0.7, masks.flatten().tolist(), w1, b1, wr, w2, b2, reset)
+    want = reference_snn(0.7, masks.flatten().tolist(), w1, b1, w2, b2, reset, wr=wr)
     assert got == pytest.approx(want, abs=1e-6)
     if time_steps == 12:
-        assert want != pytest.approx(reference_snn(0.7, masks.flatten().tolist(), w1, b1, 0.0, w2, b2, reset))
+        assert want != pytest.approx(reference_snn(0.7, masks.flatten().tolist(), w1, b1, w2, b2, reset))
 
 
 @pytest.mark.parametrize("reset", ["subtract", "proportional"])

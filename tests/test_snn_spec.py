@@ -68,8 +68,9 @@ def test_gate_is_constant_for_autograd():
         assert do == pytest.approx(1.0)
 
 
-def reference_snn(x, masks, w1, b1, w2, b2, reset, d=0.9, theta=1.0, p=1.5):
-    """An independent scalar rewrite of SPEC.md for a 1-1-1 network, plain Python floats."""
+def reference_snn(x, masks, w1, b1, w2, b2, reset, d=0.9, theta=1.0, p=1.5, wr=0.0):
+    """An independent scalar rewrite of SPEC.md for a 1-1-1 network, plain Python floats; ``wr``: a recurrent weight
+    on layer 1's own delayed output (``snn:recurrent=true``): h1_t = w1 u_t x + b1 + wr o1_{t-1} + d v1."""
 
     def step(h, v):
         h = h + d * v
@@ -80,8 +81,8 @@ def reference_snn(x, masks, w1, b1, w2, b2, reset, d=0.9, theta=1.0, p=1.5):
     v1 = o1 = v2 = 0.0
     kept = []
     for u in masks:
-        out1 = o1  # layer 1's delayed output
-        v1, o1 = step(w1 * u * x + b1, v1)
+        out1 = o1  # layer 1's delayed output: to layer 2 (and, with wr, back to layer 1 itself)
+        v1, o1 = step(w1 * u * x + b1 + wr * out1, v1)
         kept.append(v2)  # layer 2's delayed state
         v2, _ = step(w2 * out1 + b2, v2)
     return sum(kept) / len(kept)
