@@ -304,3 +304,25 @@ def test_event_data_on_dask_after_resume_and_in_a_report_gives_the_local_numbers
     assert report_main([str(local), str(dask), str(resumed), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "nmnist:bins=3" in text and "csnn" in text and "gru:n_in=2312" in text
+
+
+def test_download_asks_tonic_for_the_missing_files_and_then_trains(tmp_path, monkeypatch, capsys):
+    """Without --download a missing file is an error (tests above); with it, tonic's own download runs (here one
+    that writes the files, as tonic's would unpack them: no network in the tests) and the run goes on."""
+    import tonic
+
+    root = tmp_path / "data"
+    fetched = []
+
+    def download(self):  # tonic.datasets.NMNIST.download, called once per split by bench/events.py
+        fetched.append(self.train)
+        if len(fetched) == 1:
+            nmnist_files(root, train=10, test=10)
+
+    monkeypatch.setattr(tonic.datasets.NMNIST, "download", download)
+    argv = ["--models", "ffn", "--device", "cpu", "--dataset", "nmnist:bins=2", "--data-dir", str(root), "--epochs", "1",
+            "--no-report", "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2 and fetched == []  # not asked: refused, nothing fetched
+    assert "--download fetches them" in capsys.readouterr().err
+    assert main([*argv, "--download"]) == 0
+    assert fetched and (root / "NMNIST" / "Train").is_dir()
