@@ -53,12 +53,14 @@ class Checkpoints:
         return self.folder / f"{key.file_stem()}.pt"
 
     def save(self, key: TrainingKey, epoch: int, row: dict[str, Any], model: nn.Module,
-             optimizer: torch.optim.Optimizer | None, shuffle: torch.Generator) -> None:  # fmt: skip
-        """Atomically replace ``key``'s checkpoint with the state after ``epoch``."""
+             optimizer: torch.optim.Optimizer | None, shuffle: torch.Generator, extra: dict | None = None) -> None:  # fmt: skip
+        """Atomically replace ``key``'s checkpoint with the state after ``epoch``; ``extra``: what else the training
+        needs to go on as it would have (the early stopping's best validation loss), read back by ``extra``."""
         self.folder.mkdir(parents=True, exist_ok=True)
         state = {
             "format": FORMAT, "key": list(key), "epoch": epoch, "row": row, "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None, "rng": rng_state(key.device, shuffle),
+            **({"extra": extra} if extra else {}),
         }  # fmt: skip
         atomic_write(self.path(key), lambda f: torch.save(state, f), mode="wb")
 
@@ -71,6 +73,11 @@ class Checkpoints:
         model.load_state_dict(state["model"])
         set_rng_state(state["rng"], key.device, shuffle)
         return state["epoch"], state["row"], state.get("optimizer")
+
+    def extra(self, key: TrainingKey) -> dict[str, Any]:
+        """The ``extra`` that ``key``'s checkpoint was saved with ({} without a checkpoint or an extra)."""
+        state = self._load(key)
+        return dict(state.get("extra") or {}) if state is not None else {}
 
     def peek(self, key: TrainingKey) -> tuple[int, dict[str, Any]] | None:
         """The epoch and the CSV row that ``key``'s checkpoint holds, restoring nothing; None if there is none."""
@@ -87,7 +94,7 @@ class Checkpoints:
         except Exception as exc:  # torch raises many kinds for a damaged file
             raise CheckpointError(f"cannot read checkpoint {path} ({type(exc).__name__}: {str(exc)[:120]})") from None
         recorded = (state.get("key") if isinstance(state, dict) else None) or ()
-        if not recorded or state.get("format") not in READABLE or not 3 <= len(recorded) <= 4 or TrainingKey(*recorded) != key:
+        if not recorded or state.get("format") not in READABLE or not 3 <= len(recorded) <= 5 or TrainingKey(*recorded) != key:
             raise CheckpointError(f"checkpoint {path} is not one of {key.model} on {key.device} with seed {key.seed}")
         return state
 

@@ -14,10 +14,13 @@ from typing import Any
 
 import torch
 
-from bench.cli import fraction_below_one, nonnegative_int, one_of, positive
+from bench.cli import fraction_below_one, nonnegative_float, nonnegative_int, one_of, positive
 from bench.precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "adam")
+# how static images reach a model (bench.data.scaled): centered = pixel / 255 - 0.5 in [-0.5, 0.5] (SPEC.md, 2018);
+# unit = pixel / 255 in [0, 1]; standard = (pixel - mean) / std over the pixels a training trains on
+INPUT_SCALINGS = ("centered", "unit", "standard")
 SGD_MOMENTUM = 0.5  # the 2018 notebook's
 
 
@@ -47,6 +50,15 @@ class TrainConfig:
                                      shown="no cap")  # fmt: skip
     validation: int = option(0, "--validation", "training samples held out, stratified by class, evaluated after "
                              "every epoch and never trained on (0: none, the 2018 protocol)", nonnegative_int)  # fmt: skip
+    weight_decay: float = option(0.0, "--weight-decay", "L2 penalty on every parameter (the optimizer's weight_decay; "
+                                 "Adam's coupled one, as torch.optim.Adam)", nonnegative_float)  # fmt: skip
+    input_scaling: str = option("centered", "--input-scaling", "static images as pixel / 255 - 0.5 in [-0.5, 0.5] "
+                                "(centered, 2018), pixel / 255 in [0, 1] (unit), or standardised over the training "
+                                "pixels (standard); not for models that encode intensities themselves, nor event "
+                                "data", one_of(*INPUT_SCALINGS))  # fmt: skip
+    patience: int | None = option(None, "--patience", "early stopping: end a training once its validation loss has not "
+                                  "improved for this many epochs (--epochs the ceiling); needs --validation",
+                                  positive(int), shown="none")  # fmt: skip
     precision: str = option("fp32", "--precision", "fp32; bf16: the synaptic matmuls in bfloat16 (autocast), neuron "
                             "state and weights in float32; fp16: float16 matmuls with a gradient scaler, CUDA only",
                             one_of(*PRECISIONS))  # fmt: skip
@@ -68,6 +80,8 @@ class TrainConfig:
                              "defaults, 0.9 and 0.999)")  # fmt: skip
         if self.optimizer == "sgd" and self.momentum is None:
             object.__setattr__(self, "momentum", SGD_MOMENTUM)
+        if self.patience is not None and not self.validation:
+            raise ValueError("--patience stops on the validation loss: give --validation N too")
         if self.fresh_optimizer is None:
             object.__setattr__(self, "fresh_optimizer", self.optimizer == "sgd")
 
@@ -81,8 +95,8 @@ class TrainConfig:
 
     def make_optimizer(self, params, lr: float) -> torch.optim.Optimizer:
         if self.optimizer == "adam":
-            return torch.optim.Adam(params, lr=lr)
-        return torch.optim.SGD(params, lr=lr, momentum=self.momentum)
+            return torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=self.weight_decay)
 
     def optimizer_for(self, epoch: int, params, previous: torch.optim.Optimizer | None) -> torch.optim.Optimizer:
         """The optimizer of ``epoch``: a new one when the schedule wants it fresh (or there is none yet), else

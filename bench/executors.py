@@ -20,17 +20,19 @@ from bench.checkpoint import CheckpointError
 from bench.cli import one_line
 from bench.loop import Diverged
 from bench.schema import TrainingKey
-from bench.train import Event, Finished, Task, train
+from bench.train import Epoch, Event, Finished, Task, train
 
 
 @dataclass(frozen=True)
 class Ended:
-    """A training's last word: ``complete``, ``interrupted``, ``diverged``, ``oom`` or ``failed``."""
+    """A training's last word: ``complete``, ``interrupted``, ``diverged``, ``oom``, ``failed``, or ``paused`` (at the
+    epoch its task's ``until`` set: a tuning run's rung)."""
 
     key: TrainingKey
     status: str
     detail: str = ""  # one line for run.json
     traceback: str = ""  # for ``failed``: what goes to the run's errors.log
+    stopped_early: int | None = None  # for ``complete``: the epoch after which early stopping ended it
 
 
 def guarded(
@@ -38,7 +40,7 @@ def guarded(
 ) -> Iterator[Event | Ended]:
     """``train``'s events, then its Ended: what went wrong becomes a status, never an exception (but a checkpoint
     that cannot be read, which stops the run: CheckpointError)."""
-    key, status = task.key, "interrupted"  # unless it reaches its end or fails
+    key, status, finished, last = task.key, "interrupted", None, 0  # unless it reaches its end or fails
     threads = torch.get_num_threads()
     if task.threads:
         torch.set_num_threads(task.threads)
@@ -46,7 +48,9 @@ def guarded(
         for event in train(task, checkpoint_dir, analysed, stop):
             yield event
             if isinstance(event, Finished):
-                status = "complete"
+                status, finished = "complete", event
+            elif isinstance(event, Epoch):
+                last = max(last, event.epoch)
     except Diverged as exc:
         yield Ended(key, "diverged", str(exc))
         return
@@ -60,7 +64,12 @@ def guarded(
         return
     finally:
         torch.set_num_threads(threads)
-    yield Ended(key, status)
+    if finished is None and task.until is not None and last >= task.until:
+        status = "paused"
+    if finished is not None and finished.stopped_early:
+        yield Ended(key, status, finished.detail, stopped_early=finished.stopped_early)
+    else:
+        yield Ended(key, status)
 
 
 def run_local(

@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 import models
 from bench import config as train_config
-from bench import contract, events
+from bench import contract, events, tune
 from bench import data as datasets
 from bench.cli import Parser, UsageError, positive
 from bench.devices import DeviceError, cores, resolve_devices
@@ -47,6 +47,40 @@ def build_parser() -> Parser:
     p.add_argument("--lr-scale", type=positive(float), nargs="+", default=[1.0], metavar="S",
                    help="multiply the whole --lr schedule by each S: one training per model x device x seed x S "
                         "(default: 1)")  # fmt: skip
+    tuning = p.add_argument_group("tuning (bench/tune.py)")
+    tuning.add_argument("--tune", type=positive(int), default=None, metavar="N",
+                        help="a hyperparameter study per model and device: N trials (Optuna), each a training scored on "
+                             "--validation; the best configuration is then trained with each of --seeds and only those "
+                             "are scored on the test set (default: no study)")  # fmt: skip
+    tuning.add_argument("--budget-seconds", type=positive(float), default=None, metavar="S",
+                        help="begin no trial once a study's trials have trained for S measured seconds (alone or with "
+                             "--tune N) (default: no limit)")  # fmt: skip
+    tuning.add_argument("--sampler", choices=tune.SAMPLERS, default="random",
+                        help="random: independent draws (the tuning curves assume them); tpe: Optuna's TPE "
+                             "(default: random)")  # fmt: skip
+    tuning.add_argument("--tune-seed", type=int, default=0, help="the sampler's seed (default: 0)")
+    tuning.add_argument(
+        "--pruner",
+        choices=tune.PRUNERS,
+        default="none",
+        help="halving: synchronous successive halving over the trials, rungs in epochs (default: none)",
+    )
+    tuning.add_argument(
+        "--min-epochs", type=positive(int), default=1, help="successive halving's first rung, in epochs (default: 1)"
+    )
+    tuning.add_argument(
+        "--reduction-factor",
+        type=positive(int),
+        default=3,
+        metavar="ETA",
+        help="successive halving keeps the best 1/ETA at each rung (default: 3)",
+    )
+    tuning.add_argument(
+        "--search-space",
+        default=None,
+        metavar="FILE",
+        help="JSON overrides of the search space per model kind or name (see bench/tune.py)",
+    )
     p.add_argument(
         "--threads",
         type=positive(int),
@@ -143,6 +177,15 @@ def _checked(args: argparse.Namespace) -> argparse.Namespace:
         raise UsageError("--new-segment needs --resume: a new run's trainings start their first segment")
     if args.scheduler is not None and args.workers is not None:
         raise UsageError("--workers is for the LocalCluster that bench.run starts; with --scheduler the cluster has its own")
+    if args.config.input_scaling != "centered":
+        if events.is_event(args.dataset):
+            raise UsageError(f"--input-scaling {args.config.input_scaling} is for static images; {args.dataset}'s "
+                             "inputs are event counts, given as they are")  # fmt: skip
+        if own := [s.label for s in args.specs if s.info.intensities]:
+            raise UsageError(f"--input-scaling {args.config.input_scaling}: {', '.join(own)} encode(s) the pixel "
+                             "intensities themselves (x + 0.5 in [0, 1]) and take only the centered inputs; run "
+                             "them without --input-scaling")  # fmt: skip
+    tune.check_args(args)
     return args
 
 

@@ -40,11 +40,14 @@ from bench.schema import TrainingKey, csv_columns, epoch_lines, header_problem
 # --new-segment (the resumed stretch is a segment of its own either way).
 MAY_CHANGE = ("no_report", "keep_checkpoints", "threads", "executor", "workers", "scheduler", "new_segment", "download")
 # Never run again on --resume; "oom" and "failed" are tried again (memory may be free, the plug-in fixed by then).
-FINISHED = ("complete", "diverged")
+FINISHED = ("complete", "diverged", "pruned")  # pruned: a tuning run's trial that successive halving ended
 
 
 class ResumeError(ValueError):
     """A folder that cannot be resumed, or arguments that contradict it; one line, exit status 2."""
+
+
+TUNING_ARGS = ("tune", "budget_seconds", "sampler", "tune_seed", "pruner", "min_epochs", "reduction_factor", "search_space")
 
 
 def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -56,6 +59,8 @@ def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
         "scheduler": args.scheduler,
         "out": os.path.abspath(args.out), "no_report": args.no_report, "keep_checkpoints": args.keep_checkpoints,
         "no_metrics": args.no_metrics,
+        **({k: getattr(args, k) for k in TUNING_ARGS} if getattr(args, "tune", None) is not None or
+           getattr(args, "budget_seconds", None) is not None else {}),  # a tuning run's (bench/tune.py)
     }  # fmt: skip
 
 
@@ -76,7 +81,9 @@ def new_record(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
         "args": recorded_args(args),
         "validation_seed": VALIDATION_SEED,  # the held-out split (--validation) is drawn from it alone
         **({"event_data": events.record(args.dataset, args.data_dir)} if events.is_event(args.dataset) else {}),
-        "trainings": [{**TrainingKey(s.label, d, seed, scale).record(), "status": "pending", "epochs_done": 0}
+        # a tuning run enters its trainings as it asks for them (bench/tune.py): trials, then the picks' seeds
+        "trainings": [] if "tune" in recorded_args(args) else
+                     [{**TrainingKey(s.label, d, seed, scale).record(), "status": "pending", "epochs_done": 0}
                       for d in args.devices for s in args.specs for scale in args.lr_scale for seed in args.seeds],
     }  # fmt: skip
 
@@ -182,7 +189,8 @@ def check_rows(run_dir: Path, meta: dict[str, Any], epochs: int) -> Rows:
         have, done, status = set(found[key]), int(training.get("epochs_done") or 0), training.get("status")
         recorded = f"run.json records {key.describe()} {status} after {done} epoch(s)"
         if status in FINISHED:
-            wrong = _rows_wrong(have, done) or (f"the run has {epochs} epochs" if status == "complete" and done != epochs else "")
+            short = status == "complete" and done != epochs and training.get("stopped_early") != done  # early stopping
+            wrong = _rows_wrong(have, done) or (f"the run has {epochs} epochs" if short else "")
             if wrong:
                 raise ResumeError(f"--resume {run_dir}: {recorded}, but {wrong}{cut_off}; put back a whole copy of this "
                                   "run's epochs.csv, or start a new run")  # fmt: skip

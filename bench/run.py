@@ -17,11 +17,12 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench import analysis, interrupt, preflight
+from bench import analysis, events, interrupt, preflight, tune
 from bench import data as datasets
 from bench import provenance as origin
 from bench.checkpoint import CheckpointError, Checkpoints
 from bench.cli import UsageError
+from bench.config import TrainConfig
 from bench.devices import cores
 from bench.executors import Ended, run_local
 from bench.preflight import build_parser, parse_args  # noqa: F401  (the CLI's parser, as tests and users import it)
@@ -49,7 +50,11 @@ class RunRecord:
 
     def __init__(self, run_dir: Path, meta: dict):
         self.dir, self.meta = run_dir, meta
-        self.trainings = {TrainingKey.of(t): t for t in meta["trainings"]}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index the trainings again (a tuning run enters new ones as it asks for trials)."""
+        self.trainings = {TrainingKey.of(t): t for t in self.meta["trainings"]}
 
     def save(self) -> None:
         write_json(self.dir / "run.json", self.meta)
@@ -116,27 +121,41 @@ def _main(argv: list[str] | None = None) -> int:
 
     record = RunRecord(run_dir, meta)
     specs = {s.label: s for s in args.specs}
-    pending = [TrainingKey.of(t) for t in meta["trainings"] if t["status"] not in FINISHED]
-    tasks = [Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[k.model], k.device, k.seed, args.config,
-                  metrics=not args.no_metrics, lr_scale=k.lr_scale, threads=args.threads, executor=args.executor,
-                  parallel=placement(args, k.device)[1], segment=origin.next_segment(record.trainings[k]))
-             for k in pending]  # fmt: skip
-    columns = header((layer for s in args.specs for layer in s.info.layers), record.grid, args.config.validation > 0)
+    tuning = "tuning" in meta or args.tune is not None or args.budget_seconds is not None
+
+    def make_task(entry: dict, until: int | None = None) -> Task:
+        """The training of run.json's ``entry``: the run's schedule, or the entry's own (a tuning run's trial or pick)."""
+        k = TrainingKey.of(entry)
+        config = TrainConfig(**entry["config"]) if "config" in entry else args.config
+        return Task(run_id, args.dataset, os.path.abspath(args.data_dir), specs[k.model], k.device, k.seed, config,
+                    metrics=not args.no_metrics and k.trial is None, lr_scale=k.lr_scale, threads=args.threads,
+                    executor=args.executor, parallel=placement(args, k.device)[1],
+                    segment=origin.next_segment(record.trainings[k]), trial=k.trial, until=until,
+                    test=k.trial is None)  # fmt: skip
+
+    columns = header((layer for s in args.specs for layer in s.info.layers), record.grid, args.config.validation > 0,
+                     trial=tuning)  # fmt: skip
     try:
         with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
             if any(map(is_metric, writer.missing)) and not args.no_metrics:  # (a file without the optimizer's: sgd)
                 print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
                       "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
-            analysed = {k: bool(record.trainings[k].get("analysed")) for k in pending}
-            recorder = Recorder(record, writer, {t.key: t for t in tasks}, args.keep_checkpoints, args.new_segment, before)
-            for event in run_trainings(tasks, run_dir / "checkpoints", analysed, stop):
-                recorder.add(event)
+            if tuning:
+                _tune(args, record, writer, make_task, run_trainings, stop, before)
+            else:
+                tasks = [make_task(t) for t in meta["trainings"] if t["status"] not in FINISHED]
+                analysed = {t.key: bool(record.trainings[t.key].get("analysed")) for t in tasks}
+                recorder = Recorder(record, writer, {t.key: t for t in tasks}, args.keep_checkpoints, args.new_segment,
+                                    before)  # fmt: skip
+                for event in run_trainings(tasks, run_dir / "checkpoints", analysed, stop):
+                    recorder.add(event)
         if stop():
             meta["status"] = "interrupted"
             print(f"bench.run: interrupted ({stop.name}); every finished epoch is in {run_dir / 'epochs.csv'}. Resume with:\n"
                   f"  {resume_command(run_dir)}", file=sys.stderr)  # fmt: skip
             return interrupt.exit_status(stop.signum)
-        meta["status"] = "complete" if all(t["status"] == "complete" for t in meta["trainings"]) else "partial"
+        meta["status"] = "complete" if all(t["status"] == "complete" or (t.get("trial") is not None and t["status"] in
+                                           ("pruned", "diverged")) for t in meta["trainings"]) else "partial"  # fmt: skip
     except CheckpointError as exc:
         meta["status"] = "failed"
         print(f"bench.run: error: {exc}; delete it to train that model again from epoch 1", file=sys.stderr)
@@ -150,8 +169,14 @@ def _main(argv: list[str] | None = None) -> int:
             record.save()
 
     finals = _finals(read_epochs(run_dir / "epochs.csv"), meta["trainings"])
-    failed = [t for t in meta["trainings"] if t["status"] != "complete"]
-    print(_console_table(finals, meta["trainings"]))
+    failed = [
+        t
+        for t in meta["trainings"]
+        if t["status"] != "complete" and not (t.get("trial") is not None and t["status"] in ("pruned", "diverged"))
+    ]  # a trial's end is the study's
+    if "tuning" in meta:
+        print(tune.summary(meta, read_epochs(run_dir / "epochs.csv")))
+    print(_console_table(finals, [t for t in meta["trainings"] if t.get("trial") is None]))
     for t in failed:
         print(f"{t['status']}: {t['model']} on {t['device']}, seed {t['seed']}, after {t['epochs_done']} epoch(s): {t['detail']}")
     if any(t["status"] == "failed" for t in failed):
@@ -279,6 +304,9 @@ class Recorder:
         key, record, dir = task.key, self.record, self.record.dir
         if event.detail:
             record.trainings[key]["detail"] = event.detail
+        if event.stopped_early:
+            record.trainings[key]["stopped_early"] = event.stopped_early
+            print(f"bench.run: {key.describe()} {event.detail}", file=sys.stderr)
         if event.status == "diverged":
             print(f"bench.run: {key.describe()} diverged: {event.detail}; the other trainings go on", file=sys.stderr)
         elif event.status == "oom":
@@ -302,10 +330,51 @@ class Recorder:
 
 
 def _print_epoch(key: TrainingKey, row: dict, epochs: int) -> None:
-    """A line per finished epoch, terminal or not (tqdm's bars show only on a terminal)."""
-    print(f"bench.run: {key.describe()} epoch {row['epoch']}/{epochs}: test accuracy {100 * row['test_accuracy']:.2f}%, "
-          f"train loss {row['train_loss']:.4f}, {row['train_seconds']:.2f} s training, {row['eval_seconds']:.2f} s test",
-          file=sys.stderr, flush=True)  # fmt: skip
+    """A line per finished epoch, terminal or not (tqdm's bars show only on a terminal); a tuning run's trial, never
+    tested, says its validation accuracy."""
+    if row["test_accuracy"] == row["test_accuracy"]:
+        scored, took = f"test accuracy {100 * row['test_accuracy']:.2f}%", f", {row['eval_seconds']:.2f} s test"
+    else:
+        scored, took = f"validation accuracy {100 * row['val_accuracy']:.2f}%", ""
+    print(f"bench.run: {key.describe()} epoch {row['epoch']}/{epochs}: {scored}, train loss {row['train_loss']:.4f}, "
+          f"{row['train_seconds']:.2f} s training{took}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _tune(args, record: RunRecord, writer: EpochWriter, make_task, run_trainings, stop, before: dict) -> None:
+    """A tuning run (bench/tune.py): batch after batch of trainings, what the Tuner asks for, until the studies and
+    the picks' trainings are done or ``stop()``; run.json saved before each batch (the trials it asked) and after."""
+    rows: dict[TrainingKey, list[dict]] = {}
+    for row in read_epochs(record.dir / "epochs.csv"):
+        rows.setdefault(TrainingKey.of(row), []).append(row)
+
+    def of(key: TrainingKey) -> list[dict]:
+        return sorted(rows.get(key, []), key=lambda r: int(r["epoch"]))
+
+    def seconds(key: TrainingKey) -> float:
+        return sum(float(r["train_seconds"]) for r in rows.get(key, []))
+
+    tuner = tune.Tuner(args, record.meta, record.dir, events.is_event(args.dataset))
+    slots = max(placement(args, d)[1] or 1 for d in args.devices)
+    tuner.settle(of)  # a resumed run: what ended before it was cut off
+    ran: set[TrainingKey] = set()
+    while not stop():
+        wanted = tuner.next_tasks(seconds, slots)
+        record.refresh()
+        tasks = [make_task(entry, until) for entry, until in wanted]
+        if not tasks or (tasks and all(t.key in ran and t.until is None for t in tasks)):
+            break  # done; or only what ran to its end already and did not finish (failed): not again in this run
+        record.save()
+        analysed = {t.key: bool(record.trainings[t.key].get("analysed")) for t in tasks}
+        recorder = Recorder(record, writer, {t.key: t for t in tasks}, args.keep_checkpoints, args.new_segment, before)
+        for event in run_trainings(tasks, record.dir / "checkpoints", analysed, stop):
+            recorder.add(event)
+            if isinstance(event, Epoch):
+                kept = [r for r in rows.get(event.key, []) if int(r["epoch"]) != event.epoch]
+                rows[event.key] = [*kept, event.row]
+        ran |= {t.key for t in tasks if t.until is None}
+        if not stop():
+            tuner.settle(of)
+        record.save()
 
 
 def _save_analysis(record: RunRecord, task: Task, event: Analysis) -> None:
@@ -322,8 +391,9 @@ def _save_analysis(record: RunRecord, task: Task, event: Analysis) -> None:
 
 
 def _finals(rows: list[dict], trainings: list[dict]) -> list[dict]:
-    """The last row of each complete training, with its total training seconds as ``seconds_sum``."""
-    complete = {TrainingKey.of(t) for t in trainings if t["status"] == "complete"}
+    """The last row of each complete training (not a tuning run's trials), with its total training seconds as
+    ``seconds_sum``."""
+    complete = {TrainingKey.of(t) for t in trainings if t["status"] == "complete" and t.get("trial") is None}
     finals: dict[tuple, dict] = {}
     for r in rows:  # in file order: a training's epochs ascend
         key = TrainingKey.of(r)

@@ -58,8 +58,11 @@ OPTIMIZER_COLUMNS = ["optimizer", "precision", "peak_memory_mib"]  # sgd or adam
 SEGMENT_COLUMNS = ["segment"]
 GRID_COLUMNS = ["lr_scale"]  # what the training's --lr schedule was multiplied by
 VALIDATION_COLUMNS = ["val_loss", "val_accuracy"]  # on the held-out training samples (--validation), after each epoch
-OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
-NUMERIC_OPTIONAL_COLUMNS = ["peak_memory_mib"] + SEGMENT_COLUMNS + GRID_COLUMNS + VALIDATION_COLUMNS
+# Since 0.6, in a tuning run's file (--tune): the Optuna trial a row's training is (bench/tune.py); empty for the
+# trainings of the picked configurations, which alone are scored on the test set
+TRIAL_COLUMNS = ["trial"]
+OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + GRID_COLUMNS + TRIAL_COLUMNS + VALIDATION_COLUMNS
+NUMERIC_OPTIONAL_COLUMNS = ["peak_memory_mib"] + SEGMENT_COLUMNS + GRID_COLUMNS + TRIAL_COLUMNS + VALIDATION_COLUMNS
 DEFAULT_OPTIMIZER = "sgd"  # of a row or a run.json without one
 DEFAULT_PRECISION = "fp32"  # of a row or a run.json without one: every run before --precision
 
@@ -70,12 +73,13 @@ def is_measured(column: str) -> bool:
     return column.endswith("_seconds") or column.endswith("_per_second") or column == "peak_memory_mib"
 
 
-def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False) -> list[str]:
+def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False,
+           trial: bool = False) -> list[str]:  # fmt: skip
     """The header of a new epochs.csv whose models have these layers (at least the default two, in order): the
-    optimizer's columns, the segment's, ``lr_scale`` when the run has several scales (or one other than 1) and ``val_*``
-    with a validation split."""
+    optimizer's columns, the segment's, ``lr_scale`` when the run has several scales (or one other than 1), ``trial``
+    in a tuning run and ``val_*`` with a validation split."""
     names = list(dict.fromkeys([*DEFAULT_LAYERS, *layers]))
-    extra = (GRID_COLUMNS if grid else []) + (VALIDATION_COLUMNS if validation else [])
+    extra = (GRID_COLUMNS if grid else []) + (TRIAL_COLUMNS if trial else []) + (VALIDATION_COLUMNS if validation else [])
     return BASE_COLUMNS + OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
 
 
@@ -117,28 +121,42 @@ class TrainingKey(NamedTuple):
     device: str
     seed: int
     lr_scale: float = 1.0  # the factor on the --lr schedule (--lr-scale); 1 where a file does not say
+    trial: int | None = None  # a tuning run's trial number (--tune); None for every other training
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> TrainingKey:
         """The key of a CSV row or of a run.json training."""
-        scale = row.get("lr_scale", 1.0)
+        scale, trial = row.get("lr_scale", 1.0), row.get("trial")
         scale = 1.0 if scale in ("", None) or scale != scale else float(scale)  # empty or NaN: not recorded
-        return cls(str(row["model"]), str(row["device"]), int(row["seed"]), scale)
+        trial = None if trial in ("", None) or trial != trial else int(trial)
+        return cls(str(row["model"]), str(row["device"]), int(row["seed"]), scale, trial)
 
     def describe(self) -> str:
-        return f"{self.model} {self.device} seed {self.seed}" + (f" lr x{self.lr_scale:g}" if self.lr_scale != 1 else "")
+        return (f"{self.model} {self.device}" + (f" trial {self.trial}" if self.trial is not None else "")
+                + f" seed {self.seed}" + (f" lr x{self.lr_scale:g}" if self.lr_scale != 1 else ""))  # fmt: skip
 
     def file_stem(self) -> str:
         """A portable file name for the training's checkpoint and activity file; the hash keeps two labels
         that slug alike apart. Scale 1 keeps the name it had before there were scales."""
         scaled = f"_lr{self.lr_scale!r}" if self.lr_scale != 1 else ""
-        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{self.model}_{self.device}_seed{self.seed}{scaled}")
-        text = f"{self.model}\0{self.device}\0{self.seed}" + (f"\0{self.lr_scale!r}" if scaled else "")
+        tried = f"_trial{self.trial}" if self.trial is not None else ""
+        slug = re.sub(r"[^A-Za-z0-9.=-]+", "_", f"{self.model}_{self.device}{tried}_seed{self.seed}{scaled}")
+        text = (
+            f"{self.model}\0{self.device}\0{self.seed}"
+            + (f"\0{self.lr_scale!r}" if scaled else "")
+            + (f"\0trial{self.trial}" if tried else "")
+        )
         return f"{slug}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
     def record(self) -> dict[str, Any]:
         """As run.json's trainings and the CSV rows name it."""
-        return {"model": self.model, "device": self.device, "seed": self.seed, "lr_scale": self.lr_scale}
+        return {
+            "model": self.model,
+            "device": self.device,
+            "seed": self.seed,
+            "lr_scale": self.lr_scale,
+            **({"trial": self.trial} if self.trial is not None else {}),
+        }
 
 
 def row_key(row: dict[str, Any]) -> tuple[str, str, int, float, int]:
@@ -227,9 +245,15 @@ def model_kind(label: str, recorded: dict[str, Any] | None = None) -> str | None
     return RECORDED_BEFORE_0_3.get(label.partition(":")[0])
 
 
+SCHEDULE_SINCE_0_6 = {"weight_decay": 0.0, "input_scaling": "centered", "patience": None}  # bench.config's defaults
+
+
 def schedule(recorded: dict[str, Any] | None) -> dict[str, Any]:
     """A run.json ``"schedule"`` in today's terms (snnbench before 0.3 wrote its optimizer as one phrase)."""
     out = dict(recorded or {})
     if out.get("optimizer") == "SGD, fresh each epoch":
         out.update(optimizer="sgd", fresh_optimizer=True)
+    for name, value in SCHEDULE_SINCE_0_6.items():  # a run from before these options ran as their defaults
+        if out and name not in out:
+            out[name] = value
     return out

@@ -34,7 +34,7 @@ from bench import data as datasets
 from bench import precision as amp
 from bench.checkpoint import Checkpoints
 from bench.config import TrainConfig
-from bench.loop import Diverged, Stopped, evaluate, seed_everything, train_epoch
+from bench.loop import Diverged, EpochStats, Stopped, evaluate, seed_everything, train_epoch
 from bench.schema import TrainingKey
 from models import ModelSpec
 
@@ -59,10 +59,15 @@ class Task:
     executor: str = "local"
     parallel: int | None = 1
     segment: int = 0
+    trial: int | None = None  # a tuning run's trial (bench/tune.py): its key and rows carry the number
+    # stop after this epoch without finishing (a tuning run's rung: bench/tune.py); the checkpoint stays, and a later
+    # task of the same key goes on from it. None: train to config.epochs
+    until: int | None = None
+    test: bool = True  # score each epoch on the test set; False for a tuning run's trials, which the test set never sees
 
     @property
     def key(self) -> TrainingKey:
-        return TrainingKey(self.model.label, self.device, self.seed, self.lr_scale)
+        return TrainingKey(self.model.label, self.device, self.seed, self.lr_scale, self.trial)
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,12 @@ class Analysis:
 @dataclass(frozen=True)
 class Finished:
     key: TrainingKey
+    stopped_early: int | None = None  # the epoch after which early stopping (--patience) ended it; None: it ran them all
+    detail: str = ""  # why it stopped early
 
 
 Event = Started | Epoch | Analysis | Finished
+UNTESTED = EpochStats(math.nan, math.nan, 0, 0.0)  # a trial's test pass, not made: its row's test columns are empty
 
 
 def train(
@@ -103,6 +111,10 @@ def train(
     key, config, info = task.key, task.config.scaled(task.lr_scale), task.model.info
     data = datasets.load(task.dataset, task.data_dir, task.device)
     training, held_out = datasets.training_splits(task.dataset, task.data_dir, task.device, config.validation)
+    test = data.test
+    if config.input_scaling != "centered":  # (preflight refuses it for event data and models that encode intensities)
+        scale, shift = datasets.scaling(config.input_scaling, training)
+        training, held_out, test = (datasets.scaled(s, scale, shift) for s in (training, held_out, test))
     checkpoints = Checkpoints(checkpoint_dir)
     shuffle = seed_everything(task.seed, task.device)
     model = optimizer = None
@@ -116,7 +128,11 @@ def train(
             optimizer = config.optimizer_for(done + 1, model.parameters(), None)
             optimizer.load_state_dict(optimizer_state)
         scaler, precision = amp.scaler(config.precision), config.precision
+        best = checkpoints.extra(key).get("best", (math.inf, 0)) if done else (math.inf, 0)  # (val loss, its epoch)
+        stopped = None
         for epoch in range(done + 1, config.epochs + 1):
+            if task.until is not None and epoch > task.until:
+                return  # paused at its rung: bench.executors.guarded says so
             optimizer = config.optimizer_for(epoch, model.parameters(), optimizer)
             tag = f"{key.describe()} epoch {epoch}/{config.epochs}"
             with amp.PeakMemory(task.device) as peak:  # the epoch's training and test passes
@@ -124,9 +140,9 @@ def train(
                                           stop, precision, scaler)  # fmt: skip
                 if not math.isfinite(train_stats.loss):
                     raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
-                test_stats = evaluate(model, data.test, config.batch_size, config.max_batches, tag + " test",
-                                      task.metrics, info.layers, stop, precision)  # fmt: skip
-            if not math.isfinite(test_stats.loss):
+                test_stats = evaluate(model, test, config.batch_size, config.max_batches, tag + " test",
+                                      task.metrics, info.layers, stop, precision) if task.test else UNTESTED  # fmt: skip
+            if task.test and not math.isfinite(test_stats.loss):
                 raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {config.lr(epoch)})")
             row = _row(task, epoch, config.lr(epoch), train_stats, test_stats)
             row["peak_memory_mib"] = peak.mib
@@ -134,16 +150,27 @@ def train(
                 val = evaluate(model, held_out, config.batch_size, config.max_batches, tag + " validation", stop=stop,
                                precision=precision)  # fmt: skip
                 row.update(val_loss=val.loss, val_accuracy=val.accuracy)
-            checkpoints.save(key, epoch, row, model, optimizer, shuffle)  # before the row: see bench/run.py
-            yield Epoch(key, epoch, row)
+                if val.loss < best[0]:
+                    best = (val.loss, epoch)
+            checkpoints.save(key, epoch, row, model, optimizer, shuffle, {"best": best} if config.patience else None)
+            yield Epoch(key, epoch, row)  # (the checkpoint first, the row after: see bench/run.py)
             done = epoch
-        if task.metrics and analysis.supports(model) and not analysed:
+            if config.patience and epoch - best[1] >= config.patience and epoch < config.epochs:
+                stopped = epoch
+                break
+        if task.metrics and task.test and analysis.supports(model) and not analysed:
             if stop is not None and stop():
                 return
-            arrays = analysis.neuron_activity(model, data.test, data.info.input_shape)
-            window = analysis.window(model, data.test, info.delay) if analysis.has_window(model) else []
+            arrays = analysis.neuron_activity(model, test, data.info.input_shape)
+            window = analysis.window(model, test, info.delay) if analysis.has_window(model) else []
             yield Analysis(key, done, arrays, window)
-        yield Finished(key)
+        why = (
+            f"stopped early after epoch {stopped}: validation loss {best[0]:.4f} at epoch {best[1]}, not bettered in "
+            f"{config.patience} epoch(s)"
+            if stopped
+            else ""
+        )
+        yield Finished(key, stopped, why)
     except Stopped:
         return
     finally:
@@ -160,4 +187,5 @@ def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
         "train_loss": tr.loss, "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy,
         "train_seconds": tr.seconds, "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
+        **({"trial": task.trial} if task.trial is not None else {}),
     }  # fmt: skip

@@ -156,7 +156,7 @@ class CNN(ConvNet):
         return self.fc(hidden2.flatten(1)), inputs, hidden1, hidden2
 
 
-@register("csnn", kind="spiking", layers=LAYERS, delay=0)  # every step's input reaches its own step's logits
+@register("csnn", kind="spiking", layers=LAYERS, delay=0, intensities=True)  # every step's input reaches its own step's logits
 class CSNN(ConvNet):
     gradient_window = False  # a surrogate gradient flows through every step (as lif: bench/analysis.py)
     channels_last = True  # its neurons lie (h, w, c): see _layers

@@ -22,7 +22,7 @@ from models.lif_reference import LIFReference, Spike
 from models.registry import register
 
 
-@register("csnn-reference", kind="spiking", layers=LAYERS, delay=0)
+@register("csnn-reference", kind="spiking", layers=LAYERS, delay=0, intensities=True)
 class CSNNReference(CSNN):
     step = LIFReference.step  # U_t from I_t and U_{t-1}, in snnTorch's order of operations
     channels_last = False  # the plain layout: feature maps (B, c, h, w), their neurons in (c, h, w) order

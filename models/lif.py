@@ -116,7 +116,7 @@ dispatch.register(
 )
 
 
-@register("lif", kind="spiking", delay=0)
+@register("lif", kind="spiking", delay=0, intensities=True)
 class LIF(LIFReference):
     """Same config, parameters, ``draws`` argument and results as ``lif-reference``; much less work per step."""
 

@@ -151,7 +151,7 @@ def encode(config, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
     return (draws < p).to(x.dtype)
 
 
-@register("lif-reference", kind="spiking", delay=0)  # U_t, S_t and the logits all see step t's input
+@register("lif-reference", kind="spiking", delay=0, intensities=True)  # U_t, S_t and the logits all see step t's input
 class LIFReference(nn.Module):
     # bench/analysis.py's STDP-like window assumes the 2018 design, where the gradient flows back only through the
     # steps where a neuron fired and a reset cuts it; a surrogate gradient flows through every step: not measured

@@ -244,7 +244,7 @@ PEERS = {"snntorch-lif": (SnnTorchLIF, "snntorch"), "spikingjelly-lif": (Spiking
 for _name, (_cls, _module) in PEERS.items():
     if importlib.util.find_spec(_module) is not None:
         _layers = LAYERS if issubclass(_cls, CSNNReference) else ("layer1", "layer2")  # csnn's three, lif's two
-        add(_name, _cls, ModelInfo("spiking", _layers), f"built-in ({_module} {_version(_module)})")
+        add(_name, _cls, ModelInfo("spiking", _layers, intensities=True), f"built-in ({_module} {_version(_module)})")
     else:
         unavailable(_name, f"needs {_module}: pip install -e '.[peers]'")
 del _name, _cls, _module

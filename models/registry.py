@@ -39,6 +39,9 @@ class ModelInfo:
     kind: Literal["spiking", "baseline"]  # the report pairs every spiking model with every baseline
     layers: tuple[str, ...] = ("layer1", "layer2")  # weight layers, as ``activity`` names them: layer1_* columns, ...
     delay: int = 0  # steps from an input step to the logits: the last ``delay`` input steps never reach them
+    # it turns static images into its own code from the intensities x + 0.5 (lif's rate and direct encodings): it needs
+    # them as SPEC.md gives them, so --input-scaling other than centered is refused for it
+    intensities: bool = False
 
     def __post_init__(self):
         if self.kind not in ("spiking", "baseline"):
@@ -56,9 +59,10 @@ class SpecError(ValueError):
     """A model spec that cannot be built: unknown name, unknown key or bad value."""
 
 
-def register(name: str, kind: Literal["spiking", "baseline"], layers: tuple[str, ...] = ("layer1", "layer2"), delay: int = 0):
+def register(name: str, kind: Literal["spiking", "baseline"], layers: tuple[str, ...] = ("layer1", "layer2"), delay: int = 0,
+             intensities: bool = False):  # fmt: skip
     """Class decorator: ``@register("snn", kind="spiking", delay=2)`` on an ``nn.Module`` with a ``Config`` dataclass."""
-    info = ModelInfo(kind, tuple(layers), delay)
+    info = ModelInfo(kind, tuple(layers), delay, intensities)
 
     def deco(cls: type[nn.Module]) -> type[nn.Module]:
         add(name, cls, info, "built-in")

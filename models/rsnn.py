@@ -157,7 +157,7 @@ dispatch.register("rsnn.forward", "recurrent", dispatch.SPEED, dispatch.Backend(
 dispatch.register("rsnn.backward", "recurrent", dispatch.ROUNDING, dispatch.Backend(dispatch.TORCH, backward_torch))
 
 
-@register("rsnn", kind="spiking", layers=("layer1", "layer2"), delay=0)
+@register("rsnn", kind="spiking", layers=("layer1", "layer2"), delay=0, intensities=True)
 class RSNN(RSNNReference):
     """Same config, parameters and results as ``rsnn-reference``; the input GEMM once, the recurrence in one Function."""
 

@@ -42,7 +42,8 @@ from models.lif_reference import DEFAULT_ALPHA, LIFReference, Readout, Reset, Sp
 from models.registry import check_positive, register
 
 
-@register("rsnn-reference", kind="spiking", layers=("layer1", "layer2"), delay=0)  # step t's input reaches step t's logits
+# step t's input reaches step t's logits
+@register("rsnn-reference", kind="spiking", layers=("layer1", "layer2"), delay=0, intensities=True)
 class RSNNReference(nn.Module):
     gradient_window = False  # a surrogate gradient flows through every step (as lif: bench/analysis.py)
 

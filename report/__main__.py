@@ -34,7 +34,7 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
     """
     with folder.interruptible() as signals:
         folder.prepare(Path(out_dir))  # before any work: a user's folder is refused at once
-        from report import markdown, plots, tuned
+        from report import markdown, plots, tuned, tuning
         from report.load import load
         from report.pooling import sections
         from report.runs import partial_epochs
@@ -51,6 +51,10 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
                 figures[s] = plots.draw_all(s.select(results.epochs), s.dataset, tmp, target, prefix, partial)
                 extra[s] = spiking_sections(results, s, tmp, prefix)
                 grids[s] = tuned.section(s.select(results.epochs), results.runs, s.dataset, tmp, prefix)
+                in_section = set(s.select(results.epochs)["run_id"])
+                grids[s] += tuning.section(results.trials[results.trials["run_id"].isin(in_section)]
+                                           if len(results.trials) else results.trials, results.runs, s.dataset, tmp,
+                                           prefix, s.select(results.epochs))  # fmt: skip
             text = markdown.report(results, figures, [str(p) for p in paths], target, extra, grids)  # summarise
             (tmp / "report.md").write_text(text)
     return Path(out_dir) / "report.md"

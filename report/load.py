@@ -50,6 +50,9 @@ class Results:
     duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # rows of trainings dropped as repeats, "same_as"
     # per dataset, schedule, device, model and condition: its seconds (report.conditions.separate), "pooled" or not
     conditions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # a tuning run's trials (bench/tune.py): their epoch rows (never tested), with "run_id", "spec" (the model),
+    # "kind", "hardware" and the trial's hyperparameters and status from run.json; kept out of ``epochs``
+    trials: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def kind(self, model: str, run_id: str | None = None) -> str | None:
         """``spiking``, ``baseline`` or None (unknown) for a label: as run ``run_id`` records it, else as the first
@@ -101,7 +104,7 @@ def load(paths: list[str | Path]) -> Results:
     if left_out:
         warn(f"left out {REFERENCE} (the shipped reference runs); name it to include them")
 
-    frames, runs, windows, activity = [], [], [], []
+    frames, runs, windows, activity, tried = [], [], [], [], []
     recorded = False  # whether any run.json was read: a run folder, not a stray CSV
     for source, csv in enumerate(csvs):
         frame = read_csv(csv)  # first: a CSV the report cannot use stops it before any warning
@@ -113,12 +116,17 @@ def load(paths: list[str | Path]) -> Results:
         hardware = (meta.get("environment") or {}).get("devices") or {}
         frame["hardware"] = frame["device"].map(lambda d, hw=hardware: hw.get(d, "unknown hardware"))
         frame["kind"] = [kind_of(model, meta) for model in frame["model"]]  # baseline, spiking or None (unknown)
+        if "trial" in frame.columns and frame["trial"].notna().any():  # a tuning run: its trials apart
+            tried.append(_trials(frame[frame["trial"].notna()].copy(), meta))
+            frame = frame[frame["trial"].isna()].copy()
         frame = conditions.label(frame, meta)  # what each row was measured under, from run.json's segments
         frame["spec"], frame["model"] = frame["model"], pooling.labels(frame["model"], frame["lr_scale"])
         # run.json's schedule, with the optimizer each row names: two optimizers never share a label, run.json or not
         pairs = list(zip(frame["optimizer"], frame["precision"]))
         labels = {pair: pooling.schedule_label(meta.get("schedule"), *pair) for pair in dict.fromkeys(pairs)}
         frame["schedule"], frame["source"] = [labels[pair] for pair in pairs], source  # source: for drop_duplicates
+        if meta.get("tuning"):  # a tuning run's picks: each model at its own configuration, compared as one section
+            frame["schedule"] = pooling.tuning_label(meta)
         # the run's window and activity files: its one label (rows of several optimizers in one file are hand-made)
         schedule = next(iter(labels.values())) if len(labels) == 1 else pooling.schedule_label(meta.get("schedule"))
         runs.append(meta)
@@ -137,11 +145,37 @@ def load(paths: list[str | Path]) -> Results:
         if not recorded:
             raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
         # run folders whose trainings all failed, diverged or stopped before an epoch: the report says so (its runs)
-        return Results(pd.DataFrame(columns=list(dict.fromkeys([*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS, *EXTRA]))), runs)
+        empty = pd.DataFrame(columns=list(dict.fromkeys([*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS, *EXTRA])))
+        return Results(empty, runs, trials=pd.concat(tried, ignore_index=True) if tried else pd.DataFrame())
     epochs = conditions.split_streams(_split_mixed_hardware(pd.concat(frames, ignore_index=True)))
     epochs, window_rows, activity, duplicates = pooling.drop_duplicates(epochs, *_same_device_names(epochs, windows, activity))
     epochs, timed = conditions.separate(epochs)
-    return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates, timed)
+    trials = pd.concat(tried, ignore_index=True) if tried else pd.DataFrame()
+    return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates, timed, trials)
+
+
+def _trials(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """A tuning run's trial rows with what run.json says of each trial: its status, its hyperparameters (``param_*``)
+    and whether it was the pick of its study."""
+    frame = frame.assign(
+        spec=frame["model"],
+        trial=frame["trial"].astype(int),
+        hardware=frame["device"].map(lambda d: ((meta.get("environment") or {}).get("devices") or {}).get(d, "unknown hardware")),
+    )
+    studies = (meta.get("tuning") or {}).get("studies") or {}
+    picked = {(s.get("model"), s.get("device")): s.get("picked") for s in studies.values()}
+    info = {}
+    for t in meta.get("trainings") or []:
+        if t.get("trial") is not None:
+            params = {f"param_{k}": v for k, v in (t.get("params") or {}).items()}
+            info[(t["model"], t["device"], int(t["trial"]))] = {
+                "status": t.get("status"),
+                **params,
+                "picked": picked.get((t["model"], t["device"])) == t["trial"],
+            }
+    extra = pd.DataFrame([info.get((m, d, n), {}) for m, d, n in zip(frame["model"], frame["device"], frame["trial"])],
+                         index=frame.index)  # fmt: skip
+    return pd.concat([frame, extra], axis=1)
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -162,7 +196,10 @@ def read_csv(path: Path) -> pd.DataFrame:
         frame["run_id"] = None  # filled in from run.json or the folder name
     optional = OPTIONAL_NUMERIC + [c for c in frame.columns if schema.is_metric(c)]
     scaled = ["lr_scale"] if "lr_scale" in frame.columns else []  # an unreadable scale is no scale: never pooled with 1
-    frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device", *scaled])
+    # a tuning run's trials are never tested (bench/tune.py): their test columns are empty by design
+    tested = [c for c in NUMERIC if c != "test_accuracy"] if "trial" in frame.columns else None
+    frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device", *scaled],
+                      trial_needed=None if tested is None else [*tested, "dataset", "model", "device", *scaled])  # fmt: skip
     frame[["seed", "epoch"]] = frame[["seed", "epoch"]].astype(int)
     frame["lr_scale"] = frame["lr_scale"].fillna(1.0) if "lr_scale" in frame.columns else 1.0
     optimizer = frame["optimizer"] if "optimizer" in frame.columns else pd.Series(index=frame.index, dtype=object)
@@ -179,7 +216,8 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _parsable(frame: pd.DataFrame, path: Path, bad: list, numeric: list[str], optional: list[str], needed: list[str]):
+def _parsable(frame: pd.DataFrame, path: Path, bad: list, numeric: list[str], optional: list[str], needed: list[str],
+              trial_needed: list[str] | None = None):  # fmt: skip
     """``frame`` with ``numeric`` and the ``optional`` columns it has made numbers, without the rows that did not parse
     (a NaN in a ``needed`` column, or a last line cut off), with one warning counting them and pandas' ``bad`` lines.
 
@@ -188,6 +226,9 @@ def _parsable(frame: pd.DataFrame, path: Path, bad: list, numeric: list[str], op
     for column in numeric + [c for c in optional if c in frame.columns]:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     broken = frame[needed].isna().any(axis=1)
+    if trial_needed is not None:  # a trial's row (``trial`` set) needs all but its test columns
+        trial = frame["trial"].notna()
+        broken = broken.where(~trial, frame[trial_needed].isna().any(axis=1) | frame["val_accuracy"].isna())
     if len(frame) and _cut_off(path):
         broken.iloc[-1] = True
     if bad or broken.any():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -33,6 +34,9 @@ _SHOWN = {  # run.json's schedule keys, in this order, as the label says them; o
     "optimizer": str,
     "fresh_optimizer": lambda v: "fresh optimizer each epoch" if v else "optimizer kept across epochs",
     "validation": lambda v: f"{v:,} training samples held out for validation",
+    "weight_decay": lambda v: None if not v else f"weight decay {v:g}",
+    "input_scaling": lambda v: {"centered": None, "unit": "inputs in [0, 1]", "standard": "standardised inputs"}.get(v, v),
+    "patience": lambda v: None if v is None else f"early stopping (patience {v})",
     "precision": lambda v: None if v == schema.DEFAULT_PRECISION else f"{v} matmuls",  # fp32: as before there was a choice
 }
 
@@ -79,6 +83,20 @@ def schedule_label(recorded, optimizer: str | None = None, precision: str | None
         values.pop("validation", None)
     parts = [show(values.pop(key)) for key, show in _SHOWN.items() if key in values]
     return ", ".join([p for p in parts if p is not None] + [f"{key} {values[key]}" for key in sorted(values)])
+
+
+def tuning_label(meta: dict[str, Any]) -> str:
+    """The schedule of a tuning run's picks: each model at the configuration its study picked, within a budget."""
+    t, epochs = meta["tuning"], (meta.get("schedule") or {}).get("epochs")
+    budget = " and ".join(
+        b
+        for b in (
+            f"{t['trials']} trials" if t.get("trials") else "",
+            f"{t['budget_seconds']:g} training seconds" if t.get("budget_seconds") else "",
+        )
+        if b
+    )
+    return f"tuned: each model at its pick of {budget} ({t.get('sampler')} search), at most {epochs} epochs"
 
 
 def is_timing(column: str) -> bool:

@@ -9,6 +9,7 @@ Links in the block are relative to the folder of the file it goes into.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,11 +26,28 @@ ROOT = Path(__file__).resolve().parent.parent
 TARGET = ROOT / "results" / "README.md"  # the file that holds the block
 
 
+IN_PROGRESS = ("running", "interrupted")  # run.json statuses of a reference run that a later session resumes
+
+
 def run_folders(reference: Path) -> list[Path]:
-    """Each run under ``reference``, also those in a group's folder (see ``group_folders``): full datasets first, then
-    by schedule length."""
-    found = [p.parent for p in reference.rglob("epochs.csv")]
+    """Each finished run under ``reference``, also those in a group's folder (see ``group_folders``): full datasets
+    first, then by schedule length. A run in progress (a long reference run committed so that nothing is lost, to be
+    finished with ``--resume`` in a later session) is left out until it is done: ``in_progress`` lists those."""
+    found = [p.parent for p in reference.rglob("epochs.csv") if p.parent not in in_progress(reference)]
     return sorted(found, key=lambda p: _order(load([p])))
+
+
+def in_progress(reference: Path) -> list[Path]:
+    """The run folders under ``reference`` whose run.json says they are still running or were interrupted."""
+    out = []
+    for path in reference.rglob("run.json"):
+        try:
+            status = json.loads(path.read_text()).get("status")
+        except (OSError, ValueError):
+            continue
+        if status in IN_PROGRESS:
+            out.append(path.parent)
+    return sorted(out)
 
 
 def group_folders(reference: Path) -> list[Path]:

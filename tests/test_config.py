@@ -45,7 +45,8 @@ def test_sgd_is_the_2018_optimizer_made_fresh_each_epoch_and_adam_keeps_its_stat
     sgd = TrainConfig()
     assert sgd == TrainConfig(optimizer="sgd", momentum=0.5, fresh_optimizer=True)  # as every run before --optimizer
     assert sgd.record() == {"epochs": 3, "lrs": [0.1, 0.05, 0.01], "optimizer": "sgd", "momentum": 0.5, "batch_size": 1000,
-                            "max_batches": None, "validation": 0, "precision": "fp32", "fresh_optimizer": True}  # fmt: skip
+                            "max_batches": None, "validation": 0, "weight_decay": 0.0, "input_scaling": "centered",
+                            "patience": None, "precision": "fp32", "fresh_optimizer": True}  # fmt: skip
     params = [torch.nn.Parameter(torch.zeros(2))]
     first = sgd.optimizer_for(1, params, None)
     assert type(first) is torch.optim.SGD and first.defaults["momentum"] == 0.5
@@ -85,11 +86,16 @@ def test_resume_refuses_a_new_value_of_every_option(tmp_path, capsys, field):
     assert main(argv) == 0
     (run_dir,) = tmp_path.iterdir()
     others = {"epochs": "2", "lrs": "0.3", "momentum": "0.25", "batch_size": "50", "max_batches": "2", "validation": "100",
-              "optimizer": "adam", "precision": "bf16"}  # fmt: skip
+              "optimizer": "adam", "precision": "bf16", "weight_decay": "0.01", "input_scaling": "unit",
+              "patience": "2"}  # fmt: skip
     other = others[field.name]
     capsys.readouterr()
     assert main(["--resume", str(run_dir), field.metadata["flag"], other]) == 2
-    assert f"{field.metadata['flag']} {other} contradicts the recorded" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    if field.name == "patience":  # refused before the recorded options are read: this run has no validation split
+        assert "--patience stops on the validation loss: give --validation N too" in err and len(err.splitlines()) == 1
+    else:
+        assert f"{field.metadata['flag']} {other} contradicts the recorded" in err
 
 
 def test_an_adam_run_records_its_optimizer_in_run_json_and_every_row(tmp_path):

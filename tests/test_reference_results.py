@@ -38,8 +38,10 @@ def test_reference_holds_the_runs_the_readme_promises():
     for run in runs:
         assert (run / "run.json").is_file() and (run / "report" / "report.md").is_file()
         assert not (run / "checkpoints").exists()
-    files = [f for f in REFERENCE.rglob("*") if f.is_file()]
-    assert sum(f.stat().st_size for f in files) < 10_000_000  # thirteen runs (three in a group), figures, activity files
+    files = [f for f in REFERENCE.rglob("*") if f.is_file() and "checkpoints" not in f.relative_to(REFERENCE).parts]
+    # thirteen runs (three in a group), figures, activity files, and the smnist runs of issue 26 (the checkpoints of a
+    # run in progress are not committed: .gitignore)
+    assert sum(f.stat().st_size for f in files) < 15_000_000
     assert max(f.stat().st_size for f in files) < 1_000_000
 
 

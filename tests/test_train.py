@@ -30,7 +30,7 @@ def numbers(events):
 def test_a_task_pickles_so_another_process_can_run_it():
     t = task("snn:time_steps=4,reset=proportional")
     again = pickle.loads(pickle.dumps(t))
-    assert again == t and again.key == ("snn:reset=proportional,time_steps=4", "cpu", 0, 1.0)
+    assert again == t and again.key == ("snn:reset=proportional,time_steps=4", "cpu", 0, 1.0, None)
 
 
 def test_the_same_task_gives_the_same_rows_and_writes_only_its_checkpoint(tmp_path):
