@@ -124,13 +124,14 @@ def evaluate(
     layers: tuple[str, ...] = DEFAULT_LAYERS,
     stop: StopCheck = None,
     precision: str = "fp32",
+    stateful: bool = False,
 ) -> EpochStats:
     """Mean loss per sample and accuracy over ``split`` in order; with ``metrics`` (and a model that has
-    ``activity``), the activity and cost columns of bench.metrics for the model's ``layers`` too. Their
-    counting is in ``seconds``."""
+    ``activity``), the activity and cost columns of bench.metrics for the model's ``layers`` too (``stateful``: its
+    neurons keep a membrane potential, for the memory accesses). Their counting is in ``seconds``."""
     model.eval()
     pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
-    counter = TimedCounter(split.labels.device, layers) if metrics and hasattr(model, "activity") else None
+    counter = TimedCounter(split.labels.device, layers, stateful) if metrics and hasattr(model, "activity") else None
     with Stopwatch(synchronizer(split.labels.device)) as sw:
         loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter, precision), stop)
         values = counter.values() if counter else {}

@@ -14,6 +14,14 @@ Definitions (NeuroBench, Yik et al. 2024, "activation sparsity" and "synaptic op
   are *ACs* (accumulates) when the layer's inputs are spikes (every value in {-1, 0, 1}) and *MACs*
   otherwise. The SNN's inputs are the random masks times analog pixels and its outputs are graded, so
   its operations are MACs. Biases are not synaptic operations (NeuroBench does not count them).
+- *NeuroBench's convention* (``neurobench_ops``): effective operations with an input that a model gives once for all
+  its steps (``lif``'s ``direct`` encoding: the static pixels, a synapse whose inputs have one step where the model
+  has T) counted at every one of the T steps, as NeuroBench's SynapticOperations does; snnbench's ``effective_*``
+  count it once, what the model computes.
+- *memory accesses* per sample, in 32-bit words (the memory-aware energy estimate of report/activity.py; docs/metrics.md):
+  reads = for each synapse, one weight per effective operation (no reuse: Lemaire et al. 2022) plus its non-zero
+  inputs; plus, in a model with neuron state (``stateful``: spiking), the membrane potential of every neuron at every
+  step. Writes = every non-zero output (a spike or an activation) plus, with state, every membrane potential.
 - a convolution's operations are counted as NeuroBench counts them (its convolution of the 0/1 indicators of
   the inputs and of the weights, summed): at each output position and output channel, one per kernel tap
   that lands on an input (not on the padding), times the input channels; dense ones count every input and
@@ -92,8 +100,12 @@ def ops(synapse: Synapse) -> tuple[torch.Tensor, int]:
 class Counter:
     """Sums of the evaluation pass's activity, kept on the device (one small sync per layer and batch: spikes or not)."""
 
-    def __init__(self, layers: tuple[str, ...] = schema.DEFAULT_LAYERS):
+    def __init__(self, layers: tuple[str, ...] = schema.DEFAULT_LAYERS, stateful: bool = False):
         self.names = tuple(layers)  # the model's weight layers (models.ModelInfo.layers): one set of columns each
+        self.stateful = stateful  # its neurons keep a membrane potential, read and written at every step (spiking)
+        self.neurobench: torch.Tensor | int = 0
+        self.reads: torch.Tensor | int = 0
+        self.writes: torch.Tensor | int = 0
         self.samples = 0
         self.layers: dict[str, dict[str, torch.Tensor]] = {}
         self.dense = 0  # a Python int: shapes alone decide it
@@ -111,6 +123,9 @@ class Counter:
             sums["active_sum"] = sums["active_sum"] + out.clamp_min(0).sum().double()  # the outputs above zero
             ever = out.flatten(0, 1).amax(0) > 0 if out.numel() else out.new_zeros(out.shape[-1], dtype=torch.bool)
             sums["ever"] = ever if sums["ever"] is None else sums["ever"] | ever  # (n,): fired at least once
+            self.writes = self.writes + torch.count_nonzero(out) + (out.numel() if self.stateful else 0)
+            self.reads = self.reads + (out.numel() if self.stateful else 0)  # the membrane potentials
+        steps = max((int(s.inputs.shape[0]) for s in activity.synapses), default=1)
         for synapse in activity.synapses:  # inputs: (steps, B, n_in), weight: (n_out, n_in); or a convolution's
             effective, dense = ops(synapse)
             if is_spiking(synapse.inputs):
@@ -118,6 +133,8 @@ class Counter:
             else:
                 self.macs = self.macs + effective
             self.dense += dense
+            self.neurobench = self.neurobench + effective * (steps if synapse.inputs.shape[0] == 1 else 1)
+            self.reads = self.reads + effective + torch.count_nonzero(synapse.inputs)  # weights, and the inputs
 
     def values(self) -> dict[str, float]:
         """The metric columns (without ``metrics_seconds``); NaN where a layer has no nonlinearity or nothing was counted."""
@@ -143,14 +160,17 @@ class Counter:
             out["dense_ops"] = self.dense / self.samples
             out["effective_macs"] = float(self.macs) / self.samples
             out["effective_acs"] = float(self.acs) / self.samples
+            out["neurobench_ops"] = float(self.neurobench) / self.samples
+            out["memory_reads"] = float(self.reads) / self.samples
+            out["memory_writes"] = float(self.writes) / self.samples
         return out
 
 
 class TimedCounter(Counter):
     """A Counter that also measures, device synchronized, how long its counting takes (``seconds``)."""
 
-    def __init__(self, device: torch.device | str, layers: tuple[str, ...] = schema.DEFAULT_LAYERS):
-        super().__init__(layers)
+    def __init__(self, device: torch.device | str, layers: tuple[str, ...] = schema.DEFAULT_LAYERS, stateful: bool = False):
+        super().__init__(layers, stateful)
         self.sync = synchronizer(device)
         self.seconds = 0.0
 

@@ -28,7 +28,10 @@ BASE_COLUMNS = [
 ]  # fmt: skip
 LAYER_METRICS = ("firing_rate", "silent_share", "mean_when_firing", "sparsity")
 DEFAULT_LAYERS = ("layer1", "layer2")  # the built-in models' layers, and the columns every run has had since 0.2
-NETWORK_METRICS = ("activation_sparsity", "dense_ops", "effective_macs", "effective_acs")
+NETWORK_METRICS = ("activation_sparsity", "dense_ops", "effective_macs", "effective_acs",
+                   # since 0.6 (bench/metrics.py): effective operations as NeuroBench counts them (an input that is the
+                   # same at every step counted at every step), and the 32-bit memory accesses per sample
+                   "neurobench_ops", "memory_reads", "memory_writes")  # fmt: skip
 _LAYER_COLUMN = re.compile(r"(layer\d+)_(" + "|".join(LAYER_METRICS) + r")")
 
 

@@ -140,8 +140,9 @@ def train(
                                           stop, precision, scaler)  # fmt: skip
                 if not math.isfinite(train_stats.loss):
                     raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
-                test_stats = evaluate(model, test, config.batch_size, config.max_batches, tag + " test",
-                                      task.metrics, info.layers, stop, precision) if task.test else UNTESTED  # fmt: skip
+                test_stats = (evaluate(model, test, config.batch_size, config.max_batches, tag + " test",
+                                      task.metrics, info.layers, stop, precision, info.kind == "spiking")
+                              if task.test else UNTESTED)  # fmt: skip
             if task.test and not math.isfinite(test_stats.loss):
                 raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {config.lr(epoch)})")
             row = _row(task, epoch, config.lr(epoch), train_stats, test_stats)

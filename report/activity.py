@@ -21,6 +21,10 @@ PJ_PER_MAC = 4.6  # 32-bit float multiply-accumulate, 45 nm (Horowitz, ISSCC 201
 PJ_PER_AC = 0.9  # 32-bit float add, same source: what a binary spike's synaptic event costs
 LAYER = ["firing_rate", "silent_share", "mean_when_firing"]
 OPS = ["dense_ops", "effective_macs", "effective_acs"]
+MEMORY = ["memory_reads", "memory_writes", "neurobench_ops"]  # since snnbench 0.6 (bench/metrics.py)
+# one 32-bit word read from or written to an 8 KB SRAM, 45 nm: half of Horowitz's 10 pJ for a 64-bit access (ISSCC 2014),
+# the on-chip memory figure that Lemaire et al. (2022) and Dampfhoffer et al. (2023) build their estimates on
+PJ_PER_ACCESS = 5.0
 
 
 def metric_columns(data: pd.DataFrame) -> list[str]:
@@ -69,16 +73,20 @@ def cost(data: pd.DataFrame) -> pd.DataFrame:
     counting = data["metrics_seconds"].fillna(0)  # absent: the evaluation time is all there is
     data = data.assign(inference_ms=1000 * (data["eval_seconds"] - counting) / data["test_samples"])
     per_training = stats.trainings(data).merge(data.groupby(TRAINING)["inference_ms"].mean().reset_index(), on=TRAINING)
-    finals = final_rows(data)[TRAINING + OPS]
+    memory = [c for c in MEMORY if c in data.columns]
+    finals = final_rows(data)[TRAINING + OPS + memory]
     per_training = per_training.merge(finals, on=TRAINING, how="left")
     grouped = per_training.groupby(["device", "model"], sort=False)
-    means = grouped[[*OPS, "seconds_per_epoch", "inference_ms"]].mean()
+    means = grouped[[*OPS, *memory, "seconds_per_epoch", "inference_ms"]].mean()
     out = means.assign(seeds=grouped.size(), kind=grouped["kind"].first()).reset_index()
     out["effective_ops"] = out["effective_macs"] + out["effective_acs"].fillna(0)
     out["energy_pj"] = out["effective_macs"] * PJ_PER_MAC + out["effective_acs"].fillna(0) * PJ_PER_AC
     out["dense_energy_pj"] = out["dense_ops"] * PJ_PER_MAC
+    if "memory_reads" in out.columns:  # the estimate that counts memory: operations plus 32-bit accesses
+        out["memory_pj"] = (out["memory_reads"] + out["memory_writes"]) * PJ_PER_ACCESS
+        out["total_pj"] = out["energy_pj"] + out["memory_pj"]
     out["ffn"] = None
-    for column in ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio"]:
+    for column in ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio", "total_ratio"]:
         out[column] = math.nan
     for device, g in out.groupby("device", sort=False):
         ffns = stats.baselines(g)
@@ -91,7 +99,9 @@ def cost(data: pd.DataFrame) -> pd.DataFrame:
         out.loc[snn, "energy_ratio"] = out.loc[snn, "energy_pj"] / ref["energy_pj"]
         out.loc[snn, "train_ratio"] = out.loc[snn, "seconds_per_epoch"] / ref["seconds_per_epoch"]
         out.loc[snn, "inference_ratio"] = out.loc[snn, "inference_ms"] / ref["inference_ms"]
-    ratios = ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio"]
+        if "total_pj" in out.columns:
+            out.loc[snn, "total_ratio"] = out.loc[snn, "total_pj"] / ref["total_pj"]
+    ratios = ["ops_ratio", "energy_ratio", "train_ratio", "inference_ratio", "total_ratio"]
     out[ratios] = out[ratios].where(np.isfinite(out[ratios].astype(float)))  # x / 0: no ratio, never "infx"
     return out
 
@@ -115,8 +125,10 @@ def section(data: pd.DataFrame, partial: str | None = None) -> list[str]:
     if recorded(data, OPS):
         costs = cost(data)
         lines += [
-            "Synaptic operations per test sample (NeuroBench's counting, final epoch, mean over seeds): *dense* counts "
-            "every input x fan-out at every time step; *effective MACs* those whose input is non-zero and graded "
+            "Synaptic operations per test sample (NeuroBench's definitions in snnbench's convention: a product a model "
+            "computes once per sample counts once, where NeuroBench counts it at every step; docs/metrics.md; final "
+            "epoch, mean over seeds): *dense* counts every input x fan-out at every time step the model computes it; "
+            "*effective MACs* those whose input is non-zero and graded "
             "(a multiply-accumulate); *effective ACs* those whose input is a spike in {-1, 0, 1} (an accumulate only). "
             f"Energy proxy = effective MACs x {PJ_PER_MAC} pJ + effective ACs x {PJ_PER_AC} pJ; dense: dense ops x "
             f"{PJ_PER_MAC} pJ. Beside them, measured on the device: training seconds per epoch and inference milliseconds "
@@ -125,6 +137,7 @@ def section(data: pd.DataFrame, partial: str | None = None) -> list[str]:
             cost_table(costs, partial), "",
             *_ratio_lines(costs),
             _assumptions(costs), "",
+            *memory_section(costs),
         ]  # fmt: skip
     lines += [overhead(data), ""]
     return lines
@@ -258,3 +271,43 @@ def _with_metric_columns(data: pd.DataFrame) -> pd.DataFrame:
 
 def _ratio(value: float) -> str:
     return "-" if value is None or math.isnan(value) else stats.ratio(value)
+
+
+def memory_section(costs: pd.DataFrame) -> list[str]:
+    """The estimate that counts memory beside the operation proxy, and where the two disagree about which model is
+    cheaper; the operations as NeuroBench counts them where that differs from snnbench's count. Nothing for runs
+    from before these columns (snnbench < 0.6)."""
+    if "total_pj" not in costs.columns or costs["total_pj"].isna().all():
+        return []
+    rows = [{
+        "device": r["device"], "model": r["model"],
+        "memory reads/sample": _num(r["memory_reads"], ",.0f"), "memory writes/sample": _num(r["memory_writes"], ",.0f"),
+        "operations (µJ/sample)": _num(r["energy_pj"] / 1e6, ".3g"), "memory (µJ/sample)": _num(r["memory_pj"] / 1e6, ".3g"),
+        "operations + memory (µJ/sample)": _num(r["total_pj"] / 1e6, ".3g"),
+        "vs FFN": r["ffn"] or "-", "operation proxy ratio": _ratio(r["energy_ratio"]),
+        "with memory ratio": _ratio(r["total_ratio"]),
+        "effective ops, NeuroBench's convention": _num(r["neurobench_ops"], ",.0f"),
+    } for r in costs.to_dict("records")]  # fmt: skip
+    lines = [
+        "**Energy with memory.** Beside the operation proxy, an estimate that counts memory accesses (32-bit words, "
+        f"{PJ_PER_ACCESS:g} pJ each, read or write: an 8 KB SRAM at 45 nm, Horowitz 2014, the figure Lemaire et al. 2022 "
+        "and Dampfhoffer et al. 2023 use): every effective synaptic operation reads its weight (no reuse), every non-zero "
+        "input is read, every non-zero output is written, and a spiking model reads and writes every neuron's membrane "
+        "potential at every time step. The last column counts the effective operations as NeuroBench does: an input "
+        "that a model gives once for all its steps (lif's `direct` encoding) is counted at every step, where snnbench's "
+        "columns above count it once, as the model computes it. Details: docs/metrics.md.", "",
+        table(rows), "",
+    ]  # fmt: skip
+    for r in costs[costs["ffn"].notna()].to_dict("records"):
+        a, b = r["energy_ratio"], r["total_ratio"]
+        if math.isnan(a) or math.isnan(b):
+            continue
+        if (a < 1) != (b < 1):
+            lines.append(f"- **The estimates disagree** for {r['model']} on {r['device']}: {_ratio(a)} {r['ffn']}'s "
+                         f"energy counting operations only, {_ratio(b)} counting memory too: "
+                         f"{'cheaper' if a < 1 else 'dearer'} by the first, {'cheaper' if b < 1 else 'dearer'} by the "
+                         "second.")  # fmt: skip
+        else:
+            lines.append(f"- {r['model']} on {r['device']}: {_ratio(a)} {r['ffn']}'s energy counting operations only, "
+                         f"{_ratio(b)} counting memory too: both say {'cheaper' if b < 1 else 'dearer'}.")  # fmt: skip
+    return [*lines, ""]

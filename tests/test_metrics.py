@@ -145,3 +145,67 @@ def test_counts_on_cuda_equal_the_cpu_counts():
     cuda.add(model.to("cuda").activity(x.cuda(), masks.cuda()))
     assert cpu.values()["layer2_firing_rate"] > 0
     assert cuda.values() == pytest.approx(cpu.values(), rel=1e-4)
+
+
+# ---- memory accesses and NeuroBench's convention (issue 28) ----
+
+
+def test_memory_accesses_by_hand_with_and_without_neuron_state():
+    """Two samples, 3 steps, a 2 -> 2 layer with one zero weight, on 0/1 spikes: inputs [[1, 0], [1, 1], [0, 0]] for sample
+    0 and all zeros for sample 1; weight [[1, 0], [2, 3]] (column 0 has 2 non-zero weights, column 1 one). Effective
+    operations: 2 + 3 = 5 (sample 0), 0 (sample 1): 5 weight reads; non-zero inputs 3. Outputs (3 steps, 2 samples, 2
+    neurons) with 4 non-zero: 4 writes. With state: 12 membrane reads and 12 writes more."""
+    inputs = torch.zeros(3, 2, 2)
+    inputs[0, 0, 0] = inputs[1, 0, 0] = inputs[1, 0, 1] = 1.0
+    weight = torch.tensor([[1.0, 0.0], [2.0, 3.0]])
+    out = torch.zeros(3, 2, 2)
+    out[0, 0, 0] = out[1, 0, 1] = out[2, 0, 0] = out[2, 1, 1] = 1.0
+    act = Activity(torch.zeros(2, 2), [Synapse("layer1", inputs, weight)], {"layer1": out})
+    for stateful, reads, writes in ((False, 5 + 3, 4), (True, 5 + 3 + 12, 4 + 12)):
+        counter = Counter(("layer1", "layer2"), stateful)
+        counter.add(act)
+        v = counter.values()
+        assert v["effective_acs"] == 5 / 2 and v["neurobench_ops"] == 5 / 2
+        assert v["memory_reads"] == reads / 2 and v["memory_writes"] == writes / 2
+
+
+def test_neurobench_counts_a_static_input_at_every_step_where_snnbench_counts_it_once():
+    """lif under direct encoding gives layer 1 the pixels once (inputs with one step) and layer 2 spikes at each of T
+    steps: NeuroBench's count multiplies the first synapse's operations by T."""
+    model = models.build("lif:encoding=direct,time_steps=5")
+    x = torch.rand(3, 1, 28, 28) - 0.5
+    act = model.activity(x)
+    first, second = act.synapses
+    assert first.inputs.shape[0] == 1 and second.inputs.shape[0] == 5
+    counter = Counter()
+    counter.add(act)
+    v = counter.values()
+    once = float(torch.count_nonzero(first.inputs)) * 100 / 3  # each non-zero pixel feeds 100 neurons
+    assert v["effective_macs"] == pytest.approx(once)
+    assert v["neurobench_ops"] == pytest.approx(5 * once + v["effective_acs"])
+    rate = Counter()
+    rate.add(models.build("lif:time_steps=5").activity(x))
+    r = rate.values()
+    assert r["neurobench_ops"] == pytest.approx(r["effective_macs"] + r["effective_acs"])  # every input changes each step
+
+
+def test_the_report_says_where_the_two_energy_estimates_disagree():
+    import pandas as pd
+
+    from report.activity import memory_section
+
+    costs = pd.DataFrame([
+        {"device": "cpu", "model": "lif", "ffn": "ffn", "energy_pj": 2.0, "memory_reads": 100.0, "memory_writes": 20.0,
+         "memory_pj": 600.0, "total_pj": 602.0, "energy_ratio": 0.5, "total_ratio": 2.0, "neurobench_ops": 10.0},
+        {"device": "cpu", "model": "lif:encoding=direct", "ffn": "ffn", "energy_pj": 1.0, "memory_reads": 10.0,
+         "memory_writes": 2.0, "memory_pj": 60.0, "total_pj": 61.0, "energy_ratio": 0.25, "total_ratio": 0.2,
+         "neurobench_ops": 50.0},
+        {"device": "cpu", "model": "ffn", "ffn": None, "energy_pj": 4.0, "memory_reads": 50.0, "memory_writes": 10.0,
+         "memory_pj": 300.0, "total_pj": 304.0, "energy_ratio": math.nan, "total_ratio": math.nan, "neurobench_ops": 1.0},
+    ])  # fmt: skip
+    text = "\n".join(memory_section(costs))
+    assert "**The estimates disagree** for lif on cpu: 0.5x ffn's energy counting operations only, 2x counting memory" in text
+    assert (
+        "lif:encoding=direct on cpu: 0.25x ffn's energy counting operations only, 0.2x counting memory too: both say cheaper"
+    ) in text
+    assert memory_section(costs.drop(columns=["total_pj"])) == []  # a run from before the memory columns: nothing
