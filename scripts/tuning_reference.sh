@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Issue 27's reference results: the verdict at equal cost on full MNIST. Each of ffn, lif, snn (2018) and
+# snn:reset=proportional gets the same budget: 7,200 measured training seconds of Optuna trials (random search over
+# bench/tune.py's space, on one thread of this CPU), each trial at most 10 epochs with early stopping (patience 2) on
+# 10,000 held-out training samples; the best trial's configuration is then trained with 5 fresh seeds and scored on the
+# test set. On a local Dask cluster of 2 one-thread workers: about 4 hours of trials and 1 of picks (two sessions:
+# interrupt with Ctrl-C, finish with the --resume line it prints). The run folder is $OUT/RUN_ID; its report is the
+# verdict.
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+OUT=${OUT:-results/reference/tuned}
+mkdir -p "$OUT"
+python -m bench.run --models ffn lif snn snn:reset=proportional --device cpu --dataset mnist --data-dir "$DATA" \
+    --validation 10000 --budget-seconds "${BUDGET:-7200}" --epochs 10 --patience 2 --seeds 0 1 2 3 4 \
+    --executor dask --workers 2 --threads 1 --out "$OUT" ${EXTRA:-}  # EXTRA: e.g. --max-batches 2, to try the script
