@@ -189,15 +189,19 @@ def workload_of(name: str) -> str:
     return "lif" if name in LIF_MODELS else "snn"
 
 
-def spec(name: str, time_steps: int) -> str:
+def spec(name: str, time_steps: int, hidden: int | None = None) -> str:
     """The model spec an implementation's step trains: csnn's workload's on event frames, rsnn's on event sequences,
-    sequence input of T bins."""
+    sequence input of T bins; ``hidden``: the hidden layer's size (None: the workload's, HIDDEN)."""
     if workload_of(name) == "csnn":
         keys = "sequence=true,in_channels={},in_height={},in_width={}".format(*EVENTS)
         return f"{name}:{keys}" if name == "cnn" else f"{name}:{keys},time_steps={time_steps}"
     if workload_of(name) == "rsnn":
-        return f"{name}:sequence=true,n_in={SEQUENCE[0] * SEQUENCE[1]},time_steps={time_steps},hidden={RECURRENT_HIDDEN}"
-    return "ffn" if name == "ffn" else f"{name}:time_steps={time_steps}"
+        size = hidden or RECURRENT_HIDDEN
+        return f"{name}:sequence=true,n_in={SEQUENCE[0] * SEQUENCE[1]},time_steps={time_steps},hidden={size}"
+    sized = f"hidden={hidden}" if hidden else ""
+    if name == "ffn":
+        return f"ffn:{sized}" if sized else "ffn"
+    return f"{name}:time_steps={time_steps}" + (f",{sized}" if sized else "")
 
 
 def event_frames(batch_size: int, time_steps: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,16 +228,18 @@ def event_sequence(batch_size: int, time_steps: int, device: str) -> tuple[torch
     return x.to(device), torch.randint(0, 10, (batch_size,), generator=g).to(device)
 
 
-def implementation(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> Callable[[], None]:
+def implementation(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32",
+                   hidden: int | None = None) -> Callable[[], None]:  # fmt: skip
     """One timed step: a model's training step, or a floor, on a batch of ``batch_size`` mnist-mini digits (csnn's
-    workload: of their event frames, ``event_frames``; rsnn's: of smnist-sized sequences, ``event_sequence``)."""
+    workload: of their event frames, ``event_frames``; rsnn's: of smnist-sized sequences, ``event_sequence``);
+    ``hidden``: the hidden layer's size (None: the workload's; not for csnn or the snn workload's peers)."""
     from bench.data import load
 
     if workload_of(name) == "rsnn":
         x, y = event_sequence(batch_size, time_steps, device)
         if name == FLOORS["rsnn"]:
-            return recurrent_floor_step(x, precision=precision)
-        return model_step(models.build(spec(name, time_steps)).to(device), x, y, precision)
+            return recurrent_floor_step(x, hidden or RECURRENT_HIDDEN, precision=precision)
+        return model_step(models.build(spec(name, time_steps, hidden)).to(device), x, y, precision)
     if workload_of(name) == "csnn":
         x, y = event_frames(batch_size, time_steps, device)
         if name == FLOORS["csnn"]:
@@ -243,10 +249,10 @@ def implementation(name: str, device: str, batch_size: int, time_steps: int, pre
     reps = -(-batch_size // len(data))
     x, y = data.images.repeat(reps, 1, 1, 1)[:batch_size], data.labels.repeat(reps)[:batch_size]
     if name in FLOORS.values():
-        return floor_step(x, time_steps, precision=precision)
+        return floor_step(x, time_steps, hidden or 100, precision=precision)
     if name in peers.PEERS:
         return model_step(peers.build(name, time_steps).to(device), x, y, precision)
-    return model_step(models.build(spec(name, time_steps)).to(device), x, y, precision)
+    return model_step(models.build(spec(name, time_steps, hidden)).to(device), x, y, precision)
 
 
 def implementations(device: str, batch_size: int, time_steps: int, workload: str = "snn",
@@ -255,14 +261,15 @@ def implementations(device: str, batch_size: int, time_steps: int, workload: str
     return {(name, p): implementation(name, device, batch_size, time_steps, p) for p in precisions for name in names(workload)}
 
 
-def peak_step_mib(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32") -> float:
+def peak_step_mib(name: str, device: str, batch_size: int, time_steps: int, precision: str = "fp32",
+                  hidden: int | None = None) -> float:  # fmt: skip
     """The memory one training step of ``name`` needs, in MiB: measured in a child process of its own that loads the
     data, then inside bench.precision.PeakMemory builds the model or floor and runs two steps (CPU: the peak resident
     set above the one before the build; CUDA: the allocator's peak above what was allocated before it). Buffers an
     implementation keeps between steps (snn's masked input) count; the data does not. NaN where it cannot be
     measured."""
     code = ("import sys; from bench import speed; "
-            f"print(speed._child_peak({name!r}, {device!r}, {batch_size}, {time_steps}, {precision!r}))")  # fmt: skip
+            f"print(speed._child_peak({name!r}, {device!r}, {batch_size}, {time_steps}, {precision!r}, {hidden!r}))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     try:
         return float(done.stdout.strip().splitlines()[-1])
@@ -270,12 +277,12 @@ def peak_step_mib(name: str, device: str, batch_size: int, time_steps: int, prec
         return math.nan
 
 
-def _child_peak(name: str, device: str, batch_size: int, time_steps: int, precision: str) -> float:
+def _child_peak(name: str, device: str, batch_size: int, time_steps: int, precision: str, hidden: int | None = None) -> float:
     from bench.data import load
 
     load("mnist-mini", device=device)  # the data (cached) before the baseline: every implementation shares it
     with amp.PeakMemory(device) as peak:
-        step = implementation(name, device, batch_size, time_steps, precision)
+        step = implementation(name, device, batch_size, time_steps, precision, hidden)
         step()  # the first step allocates the buffers that an implementation keeps between steps: they count
         step()
     return peak.mib - peak.baseline_mib
@@ -341,6 +348,11 @@ def build_parser() -> Parser:
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory column (each implementation's step in a child process of its own)")  # fmt: skip
     p.add_argument("--csv", default=None, help="also write the rows to this CSV file (default: none)")
+    p.add_argument("--sweep", default=None, metavar="DIR",
+                   help="cost curves instead of one table: each workload's T, hidden size and batch scaled one at a "
+                        "time, step time and peak memory of each implementation, their fitted exponents; writes "
+                        "DIR/sweep.csv, DIR/exponents.csv and DIR/sweep-WORKLOAD.png (bench/sweep.py) "
+                        "(default: none)")  # fmt: skip
     return p
 
 
@@ -356,6 +368,20 @@ def check_csv(path: str) -> None:
         raise UsageError(f"--csv {path} cannot be written ({exc.strerror})") from None
     if not existed:
         Path(path).unlink()
+
+
+def check_sweep_dir(path: str) -> None:
+    """UsageError unless the folder ``path`` exists or can be made, and a file can be written in it."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--sweep {path} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".snnbench-write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--sweep {path} cannot be written ({exc.strerror})") from None
 
 
 def check_fits(workload: str, time_steps: int) -> None:
@@ -387,9 +413,25 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(why)
         for workload in args.workload:
             check_fits(workload, args.time_steps or WORKLOADS[workload])
+        if args.sweep is not None:
+            if precisions != ("fp32",) or args.csv:
+                raise UsageError("--sweep times fp32 and writes its own files: give it without --precision and --csv")
+            check_sweep_dir(args.sweep)
     except (UsageError, DeviceError) as exc:
         print(f"bench.speed: error: {exc}", file=sys.stderr)
         return 2
+    if args.sweep is not None:
+        from bench import sweep
+
+        found = sweep.run(list(dict.fromkeys(args.workload)), devices, args.time_steps, args.batch_size, args.repeats,
+                          not args.no_memory, args.sweep)  # fmt: skip
+        print(tabulate([[f["workload"], f["device"], f["implementation"], f["axis"], f["points"], f["time_exponent"],
+                         f["memory_exponent"]] for f in sweep.exponents(found)],
+                       headers=["workload", "device", "implementation", "axis", "points", "time exponent", "memory exponent"],
+                       floatfmt=".2f"))  # fmt: skip
+        print(f"sweep: {Path(args.sweep) / 'sweep.csv'}, {Path(args.sweep) / 'exponents.csv'}, "
+              f"{', '.join(str(Path(args.sweep) / f'sweep-{w}.png') for w in dict.fromkeys(args.workload))}")  # fmt: skip
+        return 0
     result = []
     for device in devices:
         for workload in dict.fromkeys(args.workload):

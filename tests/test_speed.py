@@ -78,3 +78,63 @@ def test_what_would_fail_after_the_timings_is_refused_before_them(tmp_path, caps
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not timed
     assert list(tmp_path.iterdir()) == []  # the trial write of --csv leaves nothing behind
+
+
+# ---- cost curves (bench/sweep.py, issue 28) ----
+
+
+def test_the_fitted_exponent_is_the_log_log_slope():
+    from bench import sweep
+
+    rows = [{"workload": "lif", "device": "cpu", "implementation": name, "axis": "batch_size", "batch_size": b,
+             "median_seconds": c * b**k, "peak_mib": 10.0 * b}
+            for name, c, k in (("lif", 0.01, 1.0), ("floor (lif)", 1e-4, 2.0)) for b in (250, 500, 1000)]  # fmt: skip
+    fitted = {f["implementation"]: f for f in sweep.exponents(rows)}
+    assert fitted["lif"]["time_exponent"] == pytest.approx(1.0) and fitted["floor (lif)"]["time_exponent"] == pytest.approx(2.0)
+    assert fitted["lif"]["memory_exponent"] == pytest.approx(1.0) and fitted["lif"]["points"] == 3
+
+
+def test_the_sweep_points_scale_one_axis_at_a_time():
+    from bench import sweep
+
+    lif = sweep.points("lif", 24, 1000)
+    assert ("time_steps", 6, 1000, 100) in lif and ("time_steps", 48, 1000, 100) in lif
+    assert ("hidden", 24, 1000, 25) in lif and ("hidden", 24, 1000, 200) in lif
+    assert ("batch_size", 24, 250, 100) in lif and len(lif) == 4 + 4 + 3
+    assert not any(axis == "hidden" for axis, *_ in sweep.points("csnn", 25, 128))  # no hidden layer
+
+
+def test_a_sweep_writes_its_curves_exponents_and_figure(tmp_path):
+    out = tmp_path / "sweep"
+    argv = ["--sweep", str(out), "--workload", "lif", "--batch-size", "8", "--time-steps", "4", "--repeats", "1", "--no-memory"]
+    proc = subprocess.run([sys.executable, "-m", "bench.speed", *argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / "sweep.csv") as f:
+        rows = list(csv.DictReader(f))
+    names = speed.names("lif")
+    hidden_names = [n for n in names if n not in peers.PEERS]  # all of lif's take a hidden size
+    assert len(rows) == len(names) * (4 + 3) + len(hidden_names) * 4
+    assert {r["axis"] for r in rows} == {"time_steps", "hidden", "batch_size"}
+    assert sorted({int(r["hidden"]) for r in rows if r["axis"] == "hidden" and r["implementation"] == "lif"}) == [
+        25,
+        50,
+        100,
+        200,
+    ]
+    assert all(float(r["median_seconds"]) > 0 for r in rows)
+    with open(out / "exponents.csv") as f:
+        fitted = list(csv.DictReader(f))
+    assert {(f["implementation"], f["axis"]) for f in fitted} >= {("lif", "time_steps"), ("floor (lif)", "batch_size")}
+    assert (out / "sweep-lif.png").stat().st_size > 1000 and "time exponent" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--sweep", "DIR", "--csv", "x.csv"], "--sweep times fp32 and writes its own files"),
+     (["--sweep", "FILE"], "is a file, not a folder")],
+)  # fmt: skip
+def test_bad_sweep_input_is_one_line_exit_2(tmp_path, args, message):
+    (tmp_path / "FILE").write_text("")
+    args = [str(tmp_path / a) if a in ("DIR", "FILE", "x.csv") else a for a in args]
+    proc = subprocess.run([sys.executable, "-m", "bench.speed", *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
