@@ -82,11 +82,12 @@ def test_standard_scaling_uses_the_training_pixels_only(tmp_path):
 
 
 def test_the_scaling_changes_what_ffn_learns_and_run_json_records_it(tmp_path):
+    from bench.run import main
+
     losses = {}
     for scaling in ("centered", "unit", "standard"):
         out = tmp_path / scaling
-        proc = bench_run("--models", "ffn", "--epochs", "1", "--input-scaling", scaling, "--out", str(out), *SMALL)
-        assert proc.returncode == 0, proc.stderr
+        assert main(["--models", "ffn", "--epochs", "1", "--input-scaling", scaling, "--out", str(out), *SMALL]) == 0
         run_dir, meta = run_json(out)
         assert meta["schedule"]["input_scaling"] == scaling
         losses[scaling] = (run_dir / "epochs.csv").read_text().splitlines()[1].split(",")[7]  # train_loss
