@@ -137,9 +137,13 @@ def _main(argv: list[str] | None = None) -> int:
                      trial=tuning)  # fmt: skip
     try:
         with interrupt.stopping() as stop, EpochWriter(run_dir / "epochs.csv", columns) as writer:
-            if any(map(is_metric, writer.missing)) and not args.no_metrics:  # (a file without the optimizer's: sgd)
+            lacking = [c for c in writer.missing if is_metric(c)]  # (a file without the optimizer's: sgd)
+            if lacking and not args.no_metrics and "metrics_seconds" in lacking:
                 print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
                       "activity and cost columns; they are not recorded for this run", file=sys.stderr)  # fmt: skip
+            elif lacking and not args.no_metrics:  # a file of 0.2 to 0.5: all but 0.6's memory and NeuroBench columns
+                print(f"bench.run: warning: {run_dir / 'epochs.csv'} was started by an older snnbench without the "
+                      f"column(s) {', '.join(lacking)}; they are not recorded for this run", file=sys.stderr)  # fmt: skip
             if tuning:
                 _tune(args, record, writer, make_task, run_trainings, stop, before)
             else:

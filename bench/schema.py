@@ -28,7 +28,8 @@ BASE_COLUMNS = [
 ]  # fmt: skip
 LAYER_METRICS = ("firing_rate", "silent_share", "mean_when_firing", "sparsity")
 DEFAULT_LAYERS = ("layer1", "layer2")  # the built-in models' layers, and the columns every run has had since 0.2
-NETWORK_METRICS = ("activation_sparsity", "dense_ops", "effective_macs", "effective_acs",
+NETWORK_METRICS_0_2 = ("activation_sparsity", "dense_ops", "effective_macs", "effective_acs")  # what 0.2 to 0.5 wrote
+NETWORK_METRICS = (*NETWORK_METRICS_0_2,
                    # since 0.6 (bench/metrics.py): effective operations as NeuroBench counts them (an input that is the
                    # same at every step counted at every step), and the 32-bit memory accesses per sample
                    "neurobench_ops", "memory_reads", "memory_writes")  # fmt: skip
@@ -45,7 +46,8 @@ def metric_columns(layers: Iterable[str] = DEFAULT_LAYERS) -> list[str]:
 
 
 METRIC_COLUMNS = metric_columns()
-COLUMNS = BASE_COLUMNS + METRIC_COLUMNS  # the header 0.2 and 0.3 wrote for two-layer models; a new run's: header()
+# the header 0.2 and 0.3 wrote for two-layer models (without 0.6's network columns); a new run's: header()
+COLUMNS = BASE_COLUMNS + ["metrics_seconds", *layer_columns(DEFAULT_LAYERS), *NETWORK_METRICS_0_2]
 INT_COLUMNS = {"seed", "epoch", "train_samples", "test_samples"}
 STR_COLUMNS = {"run_id", "dataset", "model", "device", "optimizer", "precision"}
 

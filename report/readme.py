@@ -53,7 +53,7 @@ def in_progress(reference: Path) -> list[Path]:
 def group_folders(reference: Path) -> list[Path]:
     """Folders under ``reference`` that hold several runs and one report over all of them (``python -m report
     FOLDER --out FOLDER/report``): runs meant to be read together, such as each model at its own learning rate."""
-    return sorted(p.parent.parent for p in reference.glob("*/report/report.md") if not (p.parent.parent / "epochs.csv").exists())
+    return sorted(p.parent.parent for p in reference.rglob("report/report.md") if not (p.parent.parent / "epochs.csv").exists())
 
 
 def _order(results) -> tuple:

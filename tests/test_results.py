@@ -152,7 +152,9 @@ def test_every_new_row_names_its_optimizer_and_files_from_before_the_column_stil
     with EpochWriter(old) as writer:
         writer.write(row(1))
     with EpochWriter(old, schema.header()) as writer:  # a new snnbench resuming it keeps the file's header
-        assert writer.columns == COLUMNS and writer.missing == [*schema.OPTIMIZER_COLUMNS, *schema.SEGMENT_COLUMNS]
+        assert writer.columns == COLUMNS
+        assert writer.missing == [*schema.OPTIMIZER_COLUMNS, *schema.SEGMENT_COLUMNS, "neurobench_ops", "memory_reads",
+                                  "memory_writes"]  # fmt: skip
         writer.write({**row(2), "optimizer": "sgd"})
     assert [("optimizer" in r, r["epoch"]) for r in read_epochs(old)] == [(False, 1), (False, 2)]
     assert schema.header_problem(schema.header(grid=True, validation=True)) is None
