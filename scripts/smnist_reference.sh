@@ -6,7 +6,7 @@
 #   1. the grid: every model at each scale, seed 0, no metrics          -> $OUT/grid/RUN_ID
 #   2. each model at its picked scale, 5 seeds (snntorch-rlif: 2 seeds at rsnn's pick, the same network)
 #                                                                        -> $OUT/picked/RUN_ID, one per scale
-#   3. one report over the picked runs                                   -> $OUT/picked/report
+#   3. one report over the picked runs (each run also has its own)      -> $OUT/picked/report
 # Every training runs on one thread on a Dask cluster of 2 one-thread workers that this script starts and stops; the
 # stage-2 runs share it, so that none waits for another's last training. About 1.5 hours on 2 cores.
 set -euo pipefail
@@ -51,11 +51,11 @@ for scale in "${!BY_SCALE[@]}"; do
     five=() two=()
     for m in "${picked[@]}"; do if [[ $m == @* ]]; then two+=("${m#@}"); else five+=("$m"); fi; done
     python -m bench.run --models "${five[@]}" --lr-scale "$scale" --seeds 0 1 2 3 4 "${COMMON[@]}" \
-        --out "$OUT/picked" --no-report &
+        --out "$OUT/picked" &
     PIDS+=($!)
     if [ ${#two[@]} -gt 0 ]; then
         python -m bench.run --models "${two[@]}" --lr-scale "$scale" --seeds 0 1 "${COMMON[@]}" \
-            --out "$OUT/picked" --no-report &
+            --out "$OUT/picked" &
         PIDS+=($!)
     fi
 done
