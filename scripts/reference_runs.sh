@@ -44,6 +44,6 @@ python -m bench.run --models lif --lr-scale 0.5 "${LONG[@]}"
 python -m bench.run --models ffn --lr-scale 2 "${LONG[@]}"
 python -m report "$GROUP" --out "$GROUP/report"
 # issue 26: recurrent SNNs against GRU, LSTM and an FFN on smnist, each model at its learning-rate pick, 5 seeds
-# (about 5 hours on 2 cores, over two sessions with --resume): scripts/smnist_reference.sh
+# (about 3.5 hours on 2 cores, over two sessions with --resume): scripts/smnist_reference.sh
 # issue 27: the verdict at equal cost, full MNIST, 7,200 training seconds of trials per model, 5 seeds for the picks
 # (about 5 hours on 2 cores): scripts/tuning_reference.sh

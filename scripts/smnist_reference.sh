@@ -8,7 +8,7 @@
 #                                                                        -> $OUT/picked/RUN_ID, one per scale
 #   3. one report over the picked runs (each run also has its own)      -> $OUT/picked/report
 # Every training runs on one thread on a Dask cluster of 2 one-thread workers that this script starts and stops; the
-# stage-2 runs share it, so that none waits for another's last training. About 1.5 hours on 2 cores.
+# stage-2 runs share it, so that none waits for another's last training. About 3.5 hours on 2 cores (the grid: 67 min).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-results/reference/smnist}
