@@ -158,8 +158,7 @@ def _main(argv: list[str] | None = None) -> int:
             print(f"bench.run: interrupted ({stop.name}); every finished epoch is in {run_dir / 'epochs.csv'}. Resume with:\n"
                   f"  {resume_command(run_dir)}", file=sys.stderr)  # fmt: skip
             return interrupt.exit_status(stop.signum)
-        meta["status"] = "complete" if all(t["status"] == "complete" or (t.get("trial") is not None and t["status"] in
-                                           ("pruned", "diverged")) for t in meta["trainings"]) else "partial"  # fmt: skip
+        meta["status"] = "complete" if all(map(tune.ended_as_it_should, meta["trainings"])) else "partial"
     except CheckpointError as exc:
         meta["status"] = "failed"
         print(f"bench.run: error: {exc}; delete it to train that model again from epoch 1", file=sys.stderr)
@@ -172,14 +171,11 @@ def _main(argv: list[str] | None = None) -> int:
             meta["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             record.save()
 
-    finals = _finals(read_epochs(run_dir / "epochs.csv"), meta["trainings"])
-    failed = [
-        t
-        for t in meta["trainings"]
-        if t["status"] != "complete" and not (t.get("trial") is not None and t["status"] in ("pruned", "diverged"))
-    ]  # a trial's end is the study's
+    rows = read_epochs(run_dir / "epochs.csv")
+    finals = _finals(rows, meta["trainings"])
+    failed = [t for t in meta["trainings"] if not tune.ended_as_it_should(t)]  # a trial's end is the study's
     if "tuning" in meta:
-        print(tune.summary(meta, read_epochs(run_dir / "epochs.csv")))
+        print(tune.summary(meta, rows))
     print(_console_table(finals, [t for t in meta["trainings"] if t.get("trial") is None]))
     for t in failed:
         print(f"{t['status']}: {t['model']} on {t['device']}, seed {t['seed']}, after {t['epochs_done']} epoch(s): {t['detail']}")
@@ -365,7 +361,7 @@ def _tune(args, record: RunRecord, writer: EpochWriter, make_task, run_trainings
         wanted = tuner.next_tasks(seconds, slots)
         record.refresh()
         tasks = [make_task(entry, until) for entry, until in wanted]
-        if not tasks or (tasks and all(t.key in ran and t.until is None for t in tasks)):
+        if not tasks or all(t.key in ran and t.until is None for t in tasks):
             break  # done; or only what ran to its end already and did not finish (failed): not again in this run
         record.save()
         analysed = {t.key: bool(record.trainings[t.key].get("analysed")) for t in tasks}

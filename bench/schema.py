@@ -164,6 +164,18 @@ class TrainingKey(NamedTuple):
         }
 
 
+def describe_params(params: dict[str, Any]) -> str:
+    """A tuning trial's hyperparameters as run.json records them (bench/tune.py), in words: ``adam, lr 0.00123, batch
+    128, weight decay 0, centered inputs`` (SGD's momentum after its learning rate; None or NaN: none)."""
+    parts = [str(params["optimizer"]), f"lr {float(params['lr']):.3g}"]
+    momentum = params.get("momentum")
+    if momentum is not None and momentum == momentum:
+        parts.append(f"momentum {float(momentum):.3g}")
+    parts += [f"batch {int(params['batch_size'])}", f"weight decay {float(params['weight_decay']):g}",
+              f"{params['input_scaling']} inputs"]  # fmt: skip
+    return ", ".join(parts)
+
+
 def row_key(row: dict[str, Any]) -> tuple[str, str, int, float, int]:
     """What makes a row unique in one run: (model, device, seed, lr_scale, epoch)."""
     return (*TrainingKey.of(row), int(row["epoch"]))

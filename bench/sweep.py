@@ -27,10 +27,10 @@ COLUMNS = ["workload", "axis", "implementation", "device", "batch_size", "time_s
 
 
 def takes_hidden(name: str, workload: str) -> bool:
-    from bench import peers, speed
+    """Whether an implementation of ``workload`` has a hidden size to sweep: not csnn's, not the snn peers'."""
+    from bench import peers
 
-    return workload in HIDDEN and name not in peers.PEERS and name not in ("cnn",) and not (
-        workload == "csnn" and name == speed.FLOORS["csnn"])  # fmt: skip
+    return workload in HIDDEN and name not in peers.PEERS
 
 
 def points(workload: str, time_steps: int, batch_size: int) -> list[tuple[str, int, int, int | None]]:
@@ -62,21 +62,20 @@ def run(workloads: list[str], devices: list[str], time_steps: int | None, batch_
         for workload in workloads:
             base_t, base_b = time_steps or speed.WORKLOADS[workload], batch_size or speed.BATCH_SIZES[workload]
             for axis, t, b, h in points(workload, base_t, base_b):
-                names = [n for n in speed.names(workload) if axis != "hidden" or takes_hidden(n, workload)]
-                names = [n for n in names if workload != "snn" or n not in speed.peers.PEERS or axis != "hidden"]
+                # each implementation's hidden size (None: it has none, or a fixed one)
+                sizes = {n: h if takes_hidden(n, workload) else None for n in speed.names(workload)}
+                names = [n for n in sizes if axis != "hidden" or sizes[n] is not None]
                 print(f"bench.speed: sweep {workload} on {device}: {axis} T = {t}, B = {b}, hidden = {h}: "
                       f"{', '.join(names)}", file=sys.stderr, flush=True)  # fmt: skip
-                impls = {(n, "fp32"): speed.implementation(n, device, b, t, "fp32", h if takes_hidden(n, workload) else None)
-                         for n in names}  # fmt: skip
+                impls = {(n, "fp32"): speed.implementation(n, device, b, t, "fp32", sizes[n]) for n in names}
                 found = speed.rows(speed.measure(impls, device, repeats), device, b, t, workload)
                 del impls
                 for row in found:
                     name = row["implementation"]
-                    row.update(axis=axis, hidden=h if takes_hidden(name, workload) else math.nan)
+                    row.update(axis=axis, hidden=math.nan if sizes[name] is None else sizes[name])
                     row.pop("precision")
                     if memory:
-                        row["peak_mib"] = speed.peak_step_mib(name, device, b, t, "fp32", h if takes_hidden(name, workload)
-                                                              else None)  # fmt: skip
+                        row["peak_mib"] = speed.peak_step_mib(name, device, b, t, "fp32", sizes[name])
                 rows += found
     write(rows, out_dir)
     return rows

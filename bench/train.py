@@ -128,7 +128,9 @@ def train(
             optimizer = config.optimizer_for(done + 1, model.parameters(), None)
             optimizer.load_state_dict(optimizer_state)
         scaler, precision = amp.scaler(config.precision), config.precision
-        best = checkpoints.extra(key).get("best", (math.inf, 0)) if done else (math.inf, 0)  # (val loss, its epoch)
+        best = (math.inf, 0)  # (the best validation loss, its epoch): early stopping's, carried in the checkpoint
+        if done and config.patience:
+            best = checkpoints.extra(key).get("best", best)
         stopped = None
         for epoch in range(done + 1, config.epochs + 1):
             if task.until is not None and epoch > task.until:

@@ -41,7 +41,7 @@ from typing import Any
 
 from bench.cli import UsageError
 from bench.config import TrainConfig
-from bench.schema import TrainingKey
+from bench.schema import TrainingKey, describe_params
 
 STUDY_FILE = "study.db"
 TRIAL_SEED = 10_000  # trial k trains with seed TRIAL_SEED + k: never one of the picks' --seeds (which must be below)
@@ -175,7 +175,7 @@ class Tuner:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.args, self.meta, self.dir = args, meta, run_dir
+        self.args, self.meta = args, meta
         self.optuna = optuna
         self.storage = optuna.storages.RDBStorage(f"sqlite:///{(run_dir / STUDY_FILE).absolute()}")
         state = meta.setdefault("tuning", {
@@ -192,15 +192,13 @@ class Tuner:
                 self.studies[name] = optuna.create_study(study_name=name, storage=self.storage, sampler=sampler,
                                                          direction="maximize", load_if_exists=True)  # fmt: skip
                 self.spaces[name] = space_for(spec, getattr(args, "space_overrides", {}), event_data or spec.info.intensities)
-                entry = state["studies"].setdefault(name, {"model": spec.label, "device": device, "space": self.spaces[name],
-                                                           "promoted": [], "picked": None})  # fmt: skip
+                entry = state["studies"].setdefault(name, {"model": spec.label, "device": device, "promoted": [],
+                                                           "picked": None})  # fmt: skip
                 entry["space"] = self.spaces[name]
 
     # --- what each study has done
     def trials_of(self, name: str) -> list[dict]:
-        s = self.meta["tuning"]["studies"][name]
-        return [t for t in self.meta["trainings"] if t.get("trial") is not None and t["model"] == s["model"]
-                and t["device"] == s["device"]]  # fmt: skip
+        return [t for t in of_study(self.meta, self.meta["tuning"]["studies"][name]) if t.get("trial") is not None]
 
     def seconds_of(self, name: str, seconds: Callable[[TrainingKey], float]) -> float:
         return sum(seconds(TrainingKey.of(t)) for t in self.trials_of(name))
@@ -238,11 +236,9 @@ class Tuner:
                 self.ask(name, self.args.tune)
             open_ = self._open(name)
             if not open_ and self._wants_more(name, seconds) and self.args.pruner != "halving":
-                fixed = self.args.tune is not None and self.args.budget_seconds is None and self.args.sampler == "random"
-                want = self.args.tune - len(self.trials_of(name)) if fixed else slots
-                if self.args.tune is not None:
-                    want = min(want, self.args.tune - len(self.trials_of(name)))
-                self.ask(name, max(1, want))
+                left = math.inf if self.args.tune is None else self.args.tune - len(self.trials_of(name))
+                fixed = self.args.budget_seconds is None and self.args.sampler == "random"  # all N at once
+                self.ask(name, int(left if fixed else min(slots, left)))
                 open_ = self._open(name)
             until = self._rung(name, open_)
             tasks += [(t, until) for t in open_]
@@ -265,13 +261,12 @@ class Tuner:
         """After a batch: tell Optuna every trial that ended (its final validation accuracy; failed for a diverged one)
         and, where pruning, promote at the rung the open trials all reached. ``rows(key)``: a training's epochs.csv rows."""
         for name, study in self.studies.items():
+            if self.args.pruner == "halving":
+                self._promote(name, rows)  # first: the trials it prunes are told below, with the rest
             by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
             for t in self.trials_of(name):
                 trial = by_number.get(t["trial"])
-                if trial is None:
-                    continue
-                frozen_state = trial.state
-                if frozen_state != self.optuna.trial.TrialState.RUNNING:
+                if trial is None or trial.state != self.optuna.trial.TrialState.RUNNING:
                     continue
                 history = rows(TrainingKey.of(t))
                 live = self.optuna.trial.Trial(study, trial._trial_id)
@@ -284,11 +279,8 @@ class Tuner:
                                state=None if math.isfinite(value) else self.optuna.trial.TrialState.FAIL)  # fmt: skip
                 elif t["status"] in ("diverged", "failed", "oom"):
                     study.tell(trial.number, state=self.optuna.trial.TrialState.FAIL)
-                    t["status"] = "diverged" if t["status"] == "diverged" else t["status"]
                 elif t["status"] == "pruned":
                     study.tell(trial.number, state=self.optuna.trial.TrialState.PRUNED)
-            if self.args.pruner == "halving":
-                self._promote(name, rows)
 
     def _promote(self, name: str, rows: Callable[[TrainingKey], list[dict]]) -> None:
         s = self.meta["tuning"]["studies"][name]
@@ -310,15 +302,6 @@ class Tuner:
             t["detail"] = f"pruned at epoch {reached}: validation accuracy {value:.4f}, not in the best {keep} of {len(open_)}"
             print(f"bench.run: {TrainingKey.of(t).describe()} {t['detail']}", file=sys.stderr)
         s["promoted"].append(reached)
-        self.settle_pruned(name)
-
-    def settle_pruned(self, name: str) -> None:
-        study = self.studies[name]
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        for t in self.trials_of(name):
-            trial = by_number.get(t["trial"])
-            if t["status"] == "pruned" and trial is not None and trial.state == self.optuna.trial.TrialState.RUNNING:
-                study.tell(trial.number, state=self.optuna.trial.TrialState.PRUNED)
 
     # --- the picks
     def _picks(self) -> list[dict]:
@@ -343,20 +326,21 @@ class Tuner:
                                                    "picked_trial": best.number, "params": entry["params"],
                                                    "config": entry["config"]})  # fmt: skip
                 print(f"bench.run: {name}: picked trial {best.number} (validation accuracy {100 * best.value:.2f}%): "
-                      f"{describe(entry['params'])}; training it with seed(s) {' '.join(map(str, self.args.seeds))}",
+                      f"{describe_params(entry['params'])}; training it with seed(s) {' '.join(map(str, self.args.seeds))}",
                       file=sys.stderr)  # fmt: skip
-            out += [t for t in self.meta["trainings"] if t.get("picked_trial") is not None and t["model"] == s["model"]
-                    and t["device"] == s["device"]]  # fmt: skip
+            out += [t for t in of_study(self.meta, s) if t.get("picked_trial") is not None]
         return out
 
 
-def describe(params: dict[str, Any]) -> str:
-    """``adam, lr 0.00123, batch 128, weight decay 0, centered inputs``"""
-    parts = [params["optimizer"], f"lr {params['lr']:.3g}"]
-    if params.get("momentum") is not None:
-        parts.append(f"momentum {params['momentum']:.3g}")
-    parts += [f"batch {params['batch_size']}", f"weight decay {params['weight_decay']:g}", f"{params['input_scaling']} inputs"]
-    return ", ".join(parts)
+def of_study(meta: dict, study: dict) -> list[dict]:
+    """run.json's trainings of one study's model and device: its trials (``trial`` set) and its picks' trainings."""
+    return [t for t in meta["trainings"] if (t["model"], t["device"]) == (study["model"], study["device"])]
+
+
+def ended_as_it_should(training: dict) -> bool:
+    """Complete, or a trial that pruning or divergence ended: a study's normal outcomes, not the run's failures."""
+    trial_end = training.get("trial") is not None and training["status"] in ("pruned", "diverged")
+    return training["status"] == "complete" or trial_end
 
 
 def _finite(value) -> bool:
@@ -373,14 +357,13 @@ def summary(meta: dict, rows: list[dict]) -> str:
 
     table = []
     for name, s in meta["tuning"]["studies"].items():
-        trials = [t for t in meta["trainings"] if t.get("trial") is not None and t["model"] == s["model"]
-                  and t["device"] == s["device"]]  # fmt: skip
+        trials = [t for t in of_study(meta, s) if t.get("trial") is not None]
         mine = [r for r in rows if TrainingKey.of(r).trial is not None and (r["model"], r["device"]) == (s["model"], s["device"])]
         ended = {status: sum(t["status"] == status for t in trials) for status in ("complete", "pruned", "diverged")}
         picked = next((t for t in trials if t["trial"] == s.get("picked")), None)
         table.append([name, len(trials), ended["complete"], ended["pruned"], len(trials) - sum(ended.values()),
                       len(mine), sum(float(r["train_seconds"]) for r in mine),
-                      f"{s['picked']}: {describe(picked['params'])}" if picked else "none",
+                      f"{s['picked']}: {describe_params(picked['params'])}" if picked else "none",
                       100 * s["picked_value"] if picked else math.nan])  # fmt: skip
     return tabulate(table, headers=["study", "trials", "complete", "pruned", "failed or open", "epochs", "train s",
                                    "picked", "its validation accuracy (%)"], floatfmt=".2f")  # fmt: skip

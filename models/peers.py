@@ -103,26 +103,34 @@ def snntorch_leaky(config):
     return snntorch.Leaky(beta=c.beta, threshold=c.threshold, spike_grad=snntorch_surrogate(c), reset_mechanism=c.reset)
 
 
+def snntorch_steps(net: torch.nn.Module, inputs: torch.Tensor, state: tuple) -> tuple:
+    """The time loop of snnTorch's two-layer networks: fc1 -> lif1 -> fc2 -> lif2 at each of ``time_steps`` steps, the
+    inputs' last step held where they have fewer. ``state``: lif1's, as it takes it after the current (Leaky's
+    membrane; RLeaky's spikes and membrane) and returns it after its spikes. Returns (logits: the readout's mean
+    membrane or spike count, ``inputs``, the hidden spikes (T, B, hidden), the readout's spikes (T, B, n_out))."""
+    c = net.config
+    mem2 = net.lif2.reset_mem()
+    spk1_rec, spk2_rec, mem2_rec = [], [], []
+    for t in range(c.time_steps):
+        spk1, *rest = net.lif1(net.fc1(inputs[min(t, len(inputs) - 1)]), *state)
+        state = (spk1, *rest) if len(state) == 2 else tuple(rest)
+        spk2, mem2 = net.lif2(net.fc2(spk1), mem2)
+        spk1_rec.append(spk1)
+        spk2_rec.append(spk2)
+        mem2_rec.append(mem2)
+    spikes2 = torch.stack(spk2_rec)
+    logits = torch.stack(mem2_rec).mean(0) if c.readout == "membrane" else spikes2.sum(0)
+    return logits, inputs, torch.stack(spk1_rec), spikes2
+
+
 class SnnTorchLIF(_Peer):
     def __init__(self, config: LIFReference.Config | None = None):
         super().__init__(config)
         self.lif1, self.lif2 = snntorch_leaky(self.config), snntorch_leaky(self.config)
 
     def _run(self, x, draws):
-        c = self.config
-        x = x.flatten(1)
-        inputs = self._inputs(x, draws)
-        mem1, mem2 = self.lif1.reset_mem(), self.lif2.reset_mem()
-        spk1_rec, spk2_rec, mem2_rec = [], [], []
-        for t in range(c.time_steps):
-            spk1, mem1 = self.lif1(self.fc1(inputs[min(t, len(inputs) - 1)]), mem1)
-            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
-            spk1_rec.append(spk1)
-            spk2_rec.append(spk2)
-            mem2_rec.append(mem2)
-        spikes2 = torch.stack(spk2_rec)
-        logits = torch.stack(mem2_rec).mean(0) if c.readout == "membrane" else spikes2.sum(0)
-        return logits, inputs, torch.stack(spk1_rec), spikes2
+        inputs = self._inputs(x.flatten(1), draws)
+        return snntorch_steps(self, inputs, (self.lif1.reset_mem(),))  # Leaky's state: its membrane
 
 
 class SpikingJellyLIF(_Peer):
@@ -222,20 +230,8 @@ class SnnTorchRLIF(RSNNReference):
 
     def _run(self, x: torch.Tensor):
         """(logits, fc1's input, the hidden spikes (T, B, hidden), the readout's spikes (T, B, n_out))."""
-        c = self.config
         inputs = self.inputs(x)
-        spk1, mem1 = self.lif1.reset_mem()
-        mem2 = self.lif2.reset_mem()
-        spk1_rec, spk2_rec, mem2_rec = [], [], []
-        for t in range(c.time_steps):
-            spk1, mem1 = self.lif1(self.fc1(inputs[min(t, len(inputs) - 1)]), spk1, mem1)
-            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
-            spk1_rec.append(spk1)
-            spk2_rec.append(spk2)
-            mem2_rec.append(mem2)
-        spikes2 = torch.stack(spk2_rec)
-        logits = torch.stack(mem2_rec).mean(0) if c.readout == "membrane" else spikes2.sum(0)
-        return logits, inputs, torch.stack(spk1_rec), spikes2
+        return snntorch_steps(self, inputs, self.lif1.reset_mem())  # RLeaky's state: (spikes, membrane)
 
 
 PEERS = {"snntorch-lif": (SnnTorchLIF, "snntorch"), "spikingjelly-lif": (SpikingJellyLIF, "spikingjelly"),

@@ -141,27 +141,23 @@ def load(paths: list[str | Path]) -> Results:
             record = read_activity(npz, defaults)
             if record is not None:
                 activity.append(record)
+    trials = pd.concat(tried, ignore_index=True) if tried else pd.DataFrame()
     if not frames:
         if not recorded:
             raise ReportError(f"no result rows in {', '.join(map(str, paths))}")
         # run folders whose trainings all failed, diverged or stopped before an epoch: the report says so (its runs)
         empty = pd.DataFrame(columns=list(dict.fromkeys([*schema.BASE_COLUMNS, *schema.OPTIONAL_COLUMNS, *EXTRA])))
-        return Results(empty, runs, trials=pd.concat(tried, ignore_index=True) if tried else pd.DataFrame())
+        return Results(empty, runs, trials=trials)
     epochs = conditions.split_streams(_split_mixed_hardware(pd.concat(frames, ignore_index=True)))
     epochs, window_rows, activity, duplicates = pooling.drop_duplicates(epochs, *_same_device_names(epochs, windows, activity))
     epochs, timed = conditions.separate(epochs)
-    trials = pd.concat(tried, ignore_index=True) if tried else pd.DataFrame()
     return Results(epochs.drop(columns="source"), runs, window_rows, activity, duplicates, timed, trials)
 
 
 def _trials(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
     """A tuning run's trial rows with what run.json says of each trial: its status, its hyperparameters (``param_*``)
     and whether it was the pick of its study."""
-    frame = frame.assign(
-        spec=frame["model"],
-        trial=frame["trial"].astype(int),
-        hardware=frame["device"].map(lambda d: ((meta.get("environment") or {}).get("devices") or {}).get(d, "unknown hardware")),
-    )
+    frame = frame.assign(spec=frame["model"], trial=frame["trial"].astype(int))  # (its hardware and kind: load's)
     studies = (meta.get("tuning") or {}).get("studies") or {}
     picked = {(s.get("model"), s.get("device")): s.get("picked") for s in studies.values()}
     info = {}
@@ -196,10 +192,10 @@ def read_csv(path: Path) -> pd.DataFrame:
         frame["run_id"] = None  # filled in from run.json or the folder name
     optional = OPTIONAL_NUMERIC + [c for c in frame.columns if schema.is_metric(c)]
     scaled = ["lr_scale"] if "lr_scale" in frame.columns else []  # an unreadable scale is no scale: never pooled with 1
-    # a tuning run's trials are never tested (bench/tune.py): their test columns are empty by design
-    tested = [c for c in NUMERIC if c != "test_accuracy"] if "trial" in frame.columns else None
-    frame = _parsable(frame, path, bad, NUMERIC, optional, NUMERIC + ["dataset", "model", "device", *scaled],
-                      trial_needed=None if tested is None else [*tested, "dataset", "model", "device", *scaled])  # fmt: skip
+    needed = NUMERIC + ["dataset", "model", "device", *scaled]
+    # a tuning run's trials are never tested (bench/tune.py): their test accuracy is nan by design
+    untested = [c for c in needed if c != "test_accuracy"] if "trial" in frame.columns else None
+    frame = _parsable(frame, path, bad, NUMERIC, optional, needed, untested)
     frame[["seed", "epoch"]] = frame[["seed", "epoch"]].astype(int)
     frame["lr_scale"] = frame["lr_scale"].fillna(1.0) if "lr_scale" in frame.columns else 1.0
     optimizer = frame["optimizer"] if "optimizer" in frame.columns else pd.Series(index=frame.index, dtype=object)

@@ -155,7 +155,7 @@ def sentence(row) -> str:
 
 def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
     """Cumulative training seconds until test accuracy first reaches ``target``, per dataset (x schedule) x device x
-    model."""
+    model: the mean over the seeds that reached it, with its 95% t-interval (``low``, ``high``)."""
     training, keys = by(epochs, *TRAINING), by(epochs, "dataset", "device", "model")
     ordered = epochs.sort_values("epoch").copy()
     ordered["cumulative_seconds"] = cumulative(ordered, training)
@@ -163,10 +163,11 @@ def time_to_accuracy(epochs: pd.DataFrame, target: float) -> pd.DataFrame:
     rows = []
     for values, g in trainings(epochs).groupby(keys, sort=False):
         reached = hits.reindex(pd.MultiIndex.from_frame(g[training])).dropna(subset=["epoch"])
+        seconds = reached["cumulative_seconds"].dropna()
+        mean, low, high = mean_ci(seconds) if len(seconds) else (math.nan,) * 3
         rows.append({
-            **dict(zip(keys, values)), "seeds": len(g), "reached": len(reached),
-            "seconds": reached["cumulative_seconds"].mean() if len(reached) else math.nan,
-            "epoch": reached["epoch"].mean() if len(reached) else math.nan,
+            **dict(zip(keys, values)), "seeds": len(g), "reached": len(reached), "seconds": mean, "low": low,
+            "high": high, "epoch": reached["epoch"].mean() if len(reached) else math.nan,
         })  # fmt: skip
     return pd.DataFrame(rows)
 

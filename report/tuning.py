@@ -23,6 +23,7 @@ import pandas as pd
 import seaborn as sns
 from scipy import stats as sps
 
+from bench import schema
 from report.markdown import table
 from report.plots import DPI, colors, finish, slug
 
@@ -124,12 +125,10 @@ def _how(settings: list[dict], runs: dict, one: pd.DataFrame) -> str:
 
 
 def _params(row) -> str:
-    parts = [str(row.get("param_optimizer")), f"lr {float(row.get('param_lr')):.3g}"]
-    if isinstance(row.get("param_momentum"), float) and not math.isnan(row.get("param_momentum")):
-        parts.append(f"momentum {row['param_momentum']:.3g}")
-    parts += [f"batch {int(row.get('param_batch_size'))}", f"weight decay {float(row.get('param_weight_decay')):g}",
-              f"{row.get('param_input_scaling')} inputs", f"trial {int(row['trial'])}"]  # fmt: skip
-    return ", ".join(parts)
+    """A trial's hyperparameters (its ``param_*`` columns, report.load) in bench.schema.describe_params' words, and
+    its number."""
+    params = {k.removeprefix("param_"): v for k, v in row.items() if k.startswith("param_")}
+    return f"{schema.describe_params(params)}, trial {int(row['trial'])}"
 
 
 def tuning_figure(one: pd.DataFrame, dataset: str) -> plt.Figure:
@@ -220,28 +219,20 @@ def verdict(picks: pd.DataFrame) -> list[str]:
 
 
 def time_to(picks: pd.DataFrame, targets=TARGETS) -> list[str]:
-    """The picks' training seconds to reach each target test accuracy: mean and 95% t-interval over the seeds that
-    reached it, and how many did."""
+    """The picks' training seconds to reach each target test accuracy (report.stats.time_to_accuracy): mean and 95%
+    t-interval over the seeds that reached it, and how many did."""
     from report import stats
 
-    training = stats.by(picks, "dataset", "device", "model", "run_id", "seed", "lr_scale")
-    ordered = picks.sort_values("epoch").copy()
-    ordered["cumulative_seconds"] = stats.cumulative(ordered, training)
-    rows = []
-    for (device, model), g in ordered.groupby(["device", "model"], sort=False):
-        seeds = g.groupby(training, sort=False).ngroups
-        row = {"device": device, "model": model}
-        for target in targets:
-            hits = g[g["test_accuracy"] >= target].groupby(training, sort=False)["cumulative_seconds"].first().dropna()
-            if len(hits) == 0:
-                row[f"{100 * target:g}%"] = f"not reached (0 of {seeds})"
-                continue
-            mean, low, high = stats.mean_ci(hits.to_numpy())
-            interval = f" [{low:.3g}, {high:.3g}]" if not math.isnan(low) else ""
-            row[f"{100 * target:g}%"] = f"{mean:.3g} s{interval} ({len(hits)} of {seeds})"
-        rows.append(row)
-    return ["**Time to accuracy** (training seconds until the test accuracy after an epoch first reaches the target; "
-            "mean over the seeds that reached it, 95% t-interval)", "", table(pd.DataFrame(rows), numbers=False), ""]  # fmt: skip
+    rows: dict[tuple, dict] = {}
+    for target in targets:
+        for r in stats.time_to_accuracy(picks, target).itertuples():
+            row = rows.setdefault((r.device, r.model), {"device": r.device, "model": r.model})
+            interval = f" [{r.low:.3g}, {r.high:.3g}]" if not math.isnan(r.low) else ""
+            row[f"{100 * target:g}%"] = (f"not reached (0 of {r.seeds})" if r.reached == 0 else
+                                         f"{r.seconds:.3g} s{interval} ({r.reached} of {r.seeds})")  # fmt: skip
+    head = ("**Time to accuracy** (training seconds until the test accuracy after an epoch first reaches the target; "
+            "mean over the seeds that reached it, 95% t-interval)")  # fmt: skip
+    return [head, "", table(list(rows.values()), numbers=False), ""]
 
 
 def stopped_early(runs: list[dict], run_ids: set) -> list[str]:
