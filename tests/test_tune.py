@@ -255,3 +255,23 @@ def test_a_tuning_run_on_a_dask_cluster_draws_the_same_trials(tmp_path):
         finals = [r for r in rows_of(run_dir) if r["trial"] != "" and r["epoch"] == "1"]
         params[-1].append(sorted(round(float(r["val_accuracy"]), 6) for r in finals))
     assert params[0] == params[1]  # the same draws, the same one-thread trainings
+
+
+def test_tpe_a_search_space_file_and_the_tune_seed_steer_the_draws(tmp_path):
+    """TPE runs its study to the end; a search-space file fixes what it names; another --tune-seed draws otherwise."""
+    space = tmp_path / "space.json"
+    space.write_text('{"baseline": {"optimizer": "adam", "batch_size": {"choices": [100, 200]}}}')
+    drawn = {}
+    for seed in (0, 1):
+        out = tmp_path / f"seed{seed}"
+        proc = bench_run("--models", "ffn", "--tune", "3", "--sampler", "tpe", "--tune-seed", str(seed), "--search-space",
+                         str(space), "--epochs", "1", *SMALL, "--out", str(out), "--no-report")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        run_dir, meta = the_run(out)
+        assert meta["tuning"]["sampler"] == "tpe" and meta["tuning"]["tune_seed"] == seed
+        trials = [t for t in meta["trainings"] if t.get("trial") is not None]
+        assert len(trials) == 3 and all(t["status"] == "complete" for t in trials)
+        assert all(t["params"]["optimizer"] == "adam" and t["params"]["batch_size"] in (100, 200) for t in trials)
+        assert meta["tuning"]["studies"]["ffn on cpu"]["space"]["optimizer"] == "adam"
+        drawn[seed] = [t["params"]["lr"] for t in trials]
+    assert drawn[0] != drawn[1]
