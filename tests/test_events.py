@@ -269,6 +269,22 @@ def test_validation_is_carved_out_of_an_event_training_split(tmp_path):
     assert row["train_samples"] == 20 and row["test_samples"] == 20 and 0 <= row["val_accuracy"] <= 1
 
 
+def test_the_recurrent_models_take_shd(tmp_path):
+    """Issue 26's second dataset: rsnn (with adaptation), gru, lstm and ffn train on SHD's 700 channels, one row each."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "shd"
+    for train, n in ((True, 20), (False, 10)):
+        write_shd(root, [(k % 20, np.sort(rng.uniform(0, 0.5, 40)), rng.integers(0, 700, 40)) for k in range(n)], train=train)
+    models = ["rsnn:adaptation=0.05", "gru", "lstm", "ffn"]
+    argv = ["--models", *models, "--device", "cpu", "--dataset", "shd:bins=10", "--data-dir", str(root), "--epochs", "1",
+            "--batch-size", "10", "--out", str(tmp_path / "out"), "--no-report"]  # fmt: skip
+    assert main(argv) == 0
+    (run_dir,) = (tmp_path / "out").iterdir()
+    rows = read_epochs(run_dir / "epochs.csv")
+    assert sorted(r["model"].split(":")[0] for r in rows) == sorted(m.split(":")[0] for m in models)
+    assert all(r["train_samples"] == 20 and r["test_samples"] == 10 and 0 <= r["test_accuracy"] <= 1 for r in rows)
+
+
 def test_event_data_on_dask_after_resume_and_in_a_report_gives_the_local_numbers(tmp_path, monkeypatch):
     """Users combine features: the new models on an event dataset, on a Dask cluster (its workers map the cache the
     driver converted), cut after epoch 1 and resumed, then a report over the folders; every number as one local run."""
