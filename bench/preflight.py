@@ -24,7 +24,7 @@ from bench.cli import Parser, UsageError, positive
 from bench.devices import DeviceError, cores, resolve_devices
 from bench.precision import problem as precision_problem
 from bench.record import check_unchanged, read_run, recorded_args, to_argv
-from models import dispatch
+from models import dispatch, spike_products
 
 
 def build_parser() -> Parser:
@@ -208,6 +208,10 @@ def check_data(args: argparse.Namespace, data: datasets.Dataset) -> None:
 def check_models(args: argparse.Namespace, data: datasets.Dataset) -> None:
     """The contract check of every model on the run's data (its first device's tensors, copied to the CPU). Records
     the kernels the models called (``args.kernels``: models/dispatch.py's names) for ``native_notes``."""
+    try:
+        spike_products.forced()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     with dispatch.watching() as used:
         for spec in args.specs:
             try:

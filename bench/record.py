@@ -312,17 +312,20 @@ def versions() -> dict[str, Any]:
 def provenance(device: str, precision: str, executor: str, parallel: int | None, threads: int | None = None) -> dict[str, Any]:
     """What a training on ``device`` runs with, taken in the process that trains it (bench.train, after its threads are
     set): host, hardware, torch threads (``threads``: what it will have, where that is not this process's now), each
-    kernel family's backend and the mask generator (models.dispatch.provenance), precision, versions, and the executor
-    and the trainings it runs at once on that device (``parallel``; None: unknown), which only the driver knows."""
+    kernel family's backend and the mask generator (models.dispatch.provenance), precision, versions, the executor
+    and the trainings it runs at once on that device (``parallel``; None: unknown), which only the driver knows, and
+    the allocator's settings (bench.timing.steady_allocator)."""
     import torch
 
     from bench.devices import device_name
+    from bench.timing import steady_allocator
     from models import dispatch
 
     return {
         "host": socket.gethostname(), "hardware": device_name(device),
         "torch_threads": threads if threads is not None else torch.get_num_threads(), **dispatch.provenance(device),
         "precision": precision, **versions(), "executor": executor, "parallel": parallel,
+        "allocator": steady_allocator(),
     }  # fmt: skip
 
 

@@ -52,7 +52,8 @@ from bench.cli import Parser, UsageError, one_of, positive
 from bench.config import TrainConfig
 from bench.devices import DeviceError, resolve_devices
 from bench.loop import training_step
-from bench.timing import synchronizer
+from bench.timing import steady_allocator, synchronizer
+from models import spike_products
 from models.conv import CSNN
 
 COLUMNS = ["workload", "implementation", "precision", "device", "batch_size", "time_steps", "median_seconds", "min_seconds",
@@ -62,6 +63,7 @@ DEFAULT_WORKLOADS = ("snn", "lif")  # what runs without --workload (csnn, rsnn: 
 # without --batch-size (csnn: snnTorch's tutorial 7 on N-MNIST; rsnn: issue 26's recurrent workload)
 BATCH_SIZES = {"snn": 1000, "lif": 1000, "csnn": 128, "rsnn": 256}
 LIF_MODELS = ("lif", "lif-reference", "snntorch-lif", "spikingjelly-lif")
+LIF_DENSE = "lif (dense products)"  # lif with layer 1's products dense whatever the density: today's path
 CONV_MODELS = ("cnn", "csnn", "csnn-reference", "snntorch-csnn")
 RECURRENT_MODELS = ("rsnn", "rsnn-reference", "snntorch-rlif", "gru", "lstm")  # gru, lstm: models/recurrent_ann.py
 FLOORS = {"snn": "floor", "lif": "floor (lif)", "csnn": "floor (csnn)", "rsnn": "floor (rsnn)"}
@@ -75,6 +77,8 @@ RECURRENT_HIDDEN = 128  # the recurrent layer of rsnn, gru and lstm (issue 26)
 def model_step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32") -> Callable[[], None]:
     """The training loop's own step (forward, backward, the default config's optimizer) at ``precision``, bound to one
     batch."""
+    if hasattr(model, "calibrate"):  # (lif: the density crossover for such inputs, measured once per machine)
+        model.calibrate(x)
     optimizer = TrainConfig().make_optimizer(model.parameters(), lr=0.01)
     scaler = amp.scaler(precision)
     return lambda: training_step(model, optimizer, x, y, precision, scaler)
@@ -172,7 +176,7 @@ def names(workload: str) -> list[str]:
     """The implementations of a workload, in the table's order (the library ones where their library is installed;
     gru and lstm where they are registered)."""
     if workload == "lif":
-        return [n for n in LIF_MODELS if n in models.available()] + [FLOORS["lif"]]
+        return ["lif", LIF_DENSE, *[n for n in LIF_MODELS[1:] if n in models.available()], FLOORS["lif"]]
     if workload == "csnn":
         return [n for n in CONV_MODELS if n in models.available()] + [FLOORS["csnn"]]
     if workload == "rsnn":
@@ -186,7 +190,7 @@ def workload_of(name: str) -> str:
         return "csnn"
     if name in RECURRENT_MODELS or name == FLOORS["rsnn"]:
         return "rsnn"
-    return "lif" if name in LIF_MODELS else "snn"
+    return "lif" if name in LIF_MODELS or name == LIF_DENSE else "snn"
 
 
 def spec(name: str, time_steps: int, hidden: int | None = None) -> str:
@@ -252,6 +256,14 @@ def implementation(name: str, device: str, batch_size: int, time_steps: int, pre
         return floor_step(x, time_steps, hidden or 100, precision=precision)
     if name in peers.PEERS:
         return model_step(peers.build(name, time_steps).to(device), x, y, precision)
+    if name == LIF_DENSE:
+        step = model_step(models.build(spec("lif", time_steps, hidden)).to(device), x, y, precision)
+
+        def dense() -> None:
+            with spike_products.forcing(0.0):
+                step()
+
+        return dense
     return model_step(models.build(spec(name, time_steps, hidden)).to(device), x, y, precision)
 
 
@@ -280,6 +292,7 @@ def peak_step_mib(name: str, device: str, batch_size: int, time_steps: int, prec
 def _child_peak(name: str, device: str, batch_size: int, time_steps: int, precision: str, hidden: int | None = None) -> float:
     from bench.data import load
 
+    steady_allocator()  # as in the timing process
     load("mnist-mini", device=device)  # the data (cached) before the baseline: every implementation shares it
     with amp.PeakMemory(device) as peak:
         step = implementation(name, device, batch_size, time_steps, precision, hidden)
@@ -353,6 +366,10 @@ def build_parser() -> Parser:
                         "time, step time and peak memory of each implementation, their fitted exponents; writes "
                         "DIR/sweep.csv, DIR/exponents.csv and DIR/sweep-WORKLOAD.png (bench/sweep.py) "
                         "(default: none)")  # fmt: skip
+    p.add_argument("--crossover", default=None, metavar="DIR",
+                   help="instead of the table: the speed-up of event-driven over dense layer products against the "
+                        "input's density (lif's layer 1, fp32), writing DIR/crossover.csv and DIR/crossover.png "
+                        "(bench/crossover.py) (default: none)")  # fmt: skip
     return p
 
 
@@ -370,18 +387,18 @@ def check_csv(path: str) -> None:
         Path(path).unlink()
 
 
-def check_sweep_dir(path: str) -> None:
+def check_sweep_dir(path: str, flag: str = "--sweep") -> None:
     """UsageError unless the folder ``path`` exists or can be made, and a file can be written in it."""
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--sweep {path} is a file, not a folder")
+        raise UsageError(f"{flag} {path} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".snnbench-write-probe"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"--sweep {path} cannot be written ({exc.strerror})") from None
+        raise UsageError(f"{flag} {path} cannot be written ({exc.strerror})") from None
 
 
 def check_fits(workload: str, time_steps: int) -> None:
@@ -391,7 +408,7 @@ def check_fits(workload: str, time_steps: int) -> None:
     from bench.data import check_fits as fits
 
     for name in names(workload):
-        if name in FLOORS.values() or name in peers.PEERS or name in ("ffn", "cnn"):
+        if name in FLOORS.values() or name in peers.PEERS or name in ("ffn", "cnn", LIF_DENSE):
             continue  # the floors and the peer copies have no spec of their own; the ffn and the cnn have no T
         try:
             parsed = models.parse_spec(spec(name, time_steps))
@@ -417,9 +434,22 @@ def main(argv: list[str] | None = None) -> int:
             if precisions != ("fp32",) or args.csv:
                 raise UsageError("--sweep times fp32 and writes its own files: give it without --precision and --csv")
             check_sweep_dir(args.sweep)
+        if args.crossover is not None:
+            check_sweep_dir(args.crossover, "--crossover")
     except (UsageError, DeviceError) as exc:
         print(f"bench.speed: error: {exc}", file=sys.stderr)
         return 2
+    steady_allocator()  # every implementation's steps on memory the step before freed (bench/timing.py)
+    if args.crossover is not None:
+        from bench import crossover
+
+        try:
+            crossover.run(args.crossover, repeats=args.repeats)
+        except RuntimeError as exc:
+            print(f"bench.speed: error: {exc}", file=sys.stderr)
+            return 2
+        print(f"crossover: {Path(args.crossover) / 'crossover.csv'}, {Path(args.crossover) / 'crossover.png'}")
+        return 0
     if args.sweep is not None:
         from bench import sweep
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import analysis, record
+from bench import analysis, record, timing
 from bench import data as datasets
 from bench import precision as amp
 from bench.checkpoint import Checkpoints
@@ -109,6 +109,7 @@ def train(
 ) -> Iterator[Event]:
     """Train ``task`` from scratch or from its checkpoint in ``checkpoint_dir``; see the module's doc."""
     key, config, info = task.key, task.config.scaled(task.lr_scale), task.model.info
+    timing.steady_allocator()  # its epochs' times independent of what the process ran before (bench/timing.py)
     data = datasets.load(task.dataset, task.data_dir, task.device)
     training, held_out = datasets.training_splits(task.dataset, task.data_dir, task.device, config.validation)
     test = data.test
@@ -120,6 +121,8 @@ def train(
     model = optimizer = None
     try:
         model = task.model.build().to(task.device)
+        if hasattr(model, "calibrate"):  # what a model measures once per machine and kind of input, before the clock runs
+            model.calibrate(training.images[: config.batch_size])
         done, row, optimizer_state = checkpoints.restore(key, model, shuffle)
         yield Started(key, done, record.provenance(task.device, config.precision, task.executor, task.parallel))
         if row is not None:

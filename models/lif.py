@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import dispatch, fused, triton_neurons
+from models import dispatch, fused, spike_products, triton_neurons
 from models import masks as mask_rng
 from models.activity import Activity
 from models.lif_reference import LIFReference, check_draws, encode, frames, intensity, surrogate_grad
@@ -128,6 +128,15 @@ class LIF(LIFReference):
         logits, inputs, spikes1, spikes2 = self._layers(x, draws, record=True)
         return self._activity(logits, inputs, spikes1, spikes2)
 
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Under ``rate`` on the CPU: the density crossover of layer 1's event-driven products for inputs like ``x`` (a
+        batch of the training data) measured now (once per machine, shape, thread count and share of inputs that can
+        fire; models/spike_products.py), not inside the first timed epoch."""
+        c, w = self.config, self.fc1.weight
+        if c.encoding == "rate" and not c.sequence and w.device.type == "cpu" and spike_products.native():
+            p = intensity(x.detach().flatten(1).to(w.device, torch.float32), "rate")
+            spike_products.crossover(w.shape[1], w.shape[0], spike_products.active_share(p))
+
     def _encoded(self, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
         """Layer 1's input from images x (B, n_in): (T, B, n_in), or (1, B, n_in) under ``direct``."""
         c = self.config
@@ -154,6 +163,10 @@ class LIF(LIFReference):
             inputs = frames(c, x)
             # one GEMM over x's rows (b, t) as they lie in memory, then the currents in step order (T, B, hidden)
             current1 = F.linear(inputs.transpose(0, 1), w1, b1).to(w1.dtype).transpose(0, 1).contiguous()
+        elif c.encoding == "rate" and draws is None and not record and not x.requires_grad:
+            # the spikes drawn and layer 1's product computed event-driven or dense, as models/spike_products.py decides
+            inputs = None
+            current1 = spike_products.rate_linear(intensity(x.flatten(1), "rate"), c.time_steps, w1, b1, self).to(w1.dtype)
         else:
             inputs = self._encoded(x.flatten(1), draws)
             current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, w1, b1).to(w1.dtype)

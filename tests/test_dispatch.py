@@ -14,18 +14,19 @@ import torch
 
 import models
 from bench.cli import UsageError
-from models import dispatch, fused, masks, native, snn, triton_neurons
+from models import dispatch, fused, masks, native, snn, spike_products, triton_neurons
 
 ROOT = Path(__file__).resolve().parent.parent
 NEURONS = ("snn.forward", "snn.backward", "lif.forward", "lif.backward", "snn.steps", "snn.steps_backward")
 KEYS = {"neurons", "neurons_fallback", "neurons_changes", "masks", "masks_fallback", "masks_changes", "mask_generator"}
 KEYS |= {"recurrent", "recurrent_fallback", "recurrent_changes"}  # rsnn's kernels (models/rsnn.py): torch's alone so far
+KEYS |= {"products", "products_fallback", "products_changes", "event_products"}  # models/spike_products.py
 SNN_ARGS = (0.9, 1.0, 0.5, False, "both")
 
 
 @pytest.fixture
 def built():
-    if not (fused.native() and masks.native()):
+    if not (fused.native() and masks.native() and spike_products.native()):
         pytest.skip("no C compiler here (or SNNBENCH_NATIVE=0): the C kernels are unavailable")
 
 
@@ -95,7 +96,7 @@ def test_the_models_call_their_kernels_through_the_dispatcher():
     x, y = torch.rand(4, 784) - 0.5, torch.arange(4)
     for spec, want in [
         ("snn:time_steps=6", {"masks.uniform", "snn.forward", "snn.backward"}),
-        ("lif:time_steps=4", {"masks.spikes", "masks.uniform", "lif.forward", "lif.backward"}),
+        ("lif:time_steps=4", {"products.rate", "masks.spikes", "masks.uniform", "lif.forward", "lif.backward"}),
         ("lif:time_steps=4,encoding=direct", {"lif.forward", "lif.backward"}),  # no random draws
         ("ffn", set()),
     ]:
@@ -124,7 +125,10 @@ def test_provenance_on_this_machine(built):
                    "neurons_fallback": native.pooled("neurons") or "", "masks_fallback": native.pooled("masks") or "",
                    "neurons_changes": "speed" if native.pooled("neurons") else "",
                    "masks_changes": "speed" if native.pooled("masks") else "",
-                   "recurrent": "torch", "recurrent_fallback": "", "recurrent_changes": ""}  # fmt: skip
+                   "recurrent": "torch", "recurrent_fallback": "", "recurrent_changes": "",
+                   "products": c_label("events"), "products_fallback": native.pooled("events") or "",
+                   "products_changes": "speed" if native.pooled("events") else "",
+                   "event_products": spike_products.describe("cpu")}  # fmt: skip
     assert masks.generator_name("cpu") == "native splitmix64 (models/_masks.c)"  # bench/record.py records it
 
 
@@ -221,7 +225,9 @@ def test_a_compiler_that_fails_says_why_in_provenance(tmp_path, cc, reason):
     assert got == {"neurons": "torch", "neurons_fallback": reason, "neurons_changes": "rounding",
                    "masks": "torch-threads", "masks_fallback": reason, "masks_changes": "results",
                    "mask_generator": "torch, 8 chunks on threads",
-                   "recurrent": "torch", "recurrent_fallback": "", "recurrent_changes": ""}  # fmt: skip
+                   "recurrent": "torch", "recurrent_fallback": "", "recurrent_changes": "",
+                   "products": "torch", "products_fallback": reason, "products_changes": "rounding",
+                   "event_products": f"dense ({reason})"}  # fmt: skip
     assert lines[1] == f"{reason} | {reason}"
     assert not list((tmp_path / "cache" / "snnbench").glob("*.so")), "a failed build leaves nothing in the cache"
 

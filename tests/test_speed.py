@@ -19,7 +19,8 @@ def test_speed_table_and_csv(tmp_path, capsys):
         rows = list(reader)
     assert reader.fieldnames == speed.COLUMNS
     lif = [n for n in speed.LIF_MODELS if n in models.available()]
-    snn_names, lif_names = ["ffn", "snn", "snn-reference", "floor", *peers.installed()], [*lif, "floor (lif)"]
+    snn_names = ["ffn", "snn", "snn-reference", "floor", *peers.installed()]
+    lif_names = ["lif", speed.LIF_DENSE, *lif[1:], "floor (lif)"]  # lif, then lif with its products dense
     assert [(r["implementation"], r["precision"]) for r in rows] == [
         *[(n, p) for p in ("fp32", "bf16") for n in snn_names],  # one row per implementation and precision, floor too
         *[(n, p) for p in ("fp32", "bf16") for n in lif_names],
@@ -131,10 +132,39 @@ def test_a_sweep_writes_its_curves_exponents_and_figure(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [(["--sweep", "DIR", "--csv", "x.csv"], "--sweep times fp32 and writes its own files"),
-     (["--sweep", "FILE"], "is a file, not a folder")],
+     (["--sweep", "FILE"], "is a file, not a folder"), (["--crossover", "FILE"], "--crossover")],
 )  # fmt: skip
 def test_bad_sweep_input_is_one_line_exit_2(tmp_path, args, message):
     (tmp_path / "FILE").write_text("")
     args = [str(tmp_path / a) if a in ("DIR", "FILE", "x.csv") else a for a in args]
     proc = subprocess.run([sys.executable, "-m", "bench.speed", *args], capture_output=True, text=True)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_the_crossover_figure_and_table(tmp_path):
+    """bench.speed --crossover's work at a small size: every curve at every density, both paths timed, a figure."""
+    from bench import crossover
+    from models import spike_products
+
+    if not spike_products.native():
+        pytest.skip("the event-driven kernels are not built here")
+    found = crossover.run(tmp_path, rows=512, repeats=1)
+    assert set(found) == {c for c, _, _ in crossover.CURVES} and all(0 <= d <= 1 for d in found.values())
+    with open(tmp_path / "crossover.csv") as f:
+        rows = list(csv.DictReader(f))
+    active = {"products": 1.0, "rate, active 0.2": 0.2, "rate, active 1": 1.0}
+    for curve in found:  # densities above the share that can fire are left out
+        kept = [d for d in crossover.DENSITIES if d <= active[curve]]
+        assert [float(r["density"]) for r in rows if r["curve"] == curve] == kept
+    assert all(float(r["speedup"]) > 0 and r["rows"] == "512" for r in rows)
+    assert (tmp_path / "crossover.png").stat().st_size > 1000
+
+
+def test_the_allocator_is_steadied_and_said():
+    from bench.record import provenance
+    from bench.timing import steady_allocator
+
+    said = steady_allocator()
+    assert said == steady_allocator() and provenance("cpu", "fp32", "local", 1)["allocator"] == said
+    if sys.platform.startswith("linux"):
+        assert "mmap threshold 32 MB" in said
