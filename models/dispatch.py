@@ -43,12 +43,13 @@ from models import native
 
 # What running a later backend instead of the preferred one changes; the worst of a family's kernels counts.
 SPEED = "speed"  # the same numbers, bit for bit
-ROUNDING = "rounding"  # the forward gives the same bits, the gradients differ in float32 rounding
+ROUNDING = "rounding"  # the same random numbers; float32 rounding differs (gradients; the event products' currents)
 RESULTS = "results"  # other random numbers: other accuracies
 CHANGES = {
     SPEED: "only the speed changes (the same numbers)",
-    ROUNDING: "slower, and while the forward gives the same bits, the gradients differ in float32 rounding, so a training's "
-    "numbers can drift in their last digits",
+    ROUNDING: "slower, and with the same random numbers the float32 rounding differs (of the gradients, and of the event "
+    "products' currents), which a spiking network's thresholds amplify over a training: its numbers drift from a run with "
+    "{preferred}, not only in their last digits",
     RESULTS: "the random numbers differ, so the accuracies differ from a run with {preferred}, not only the speed",
 }
 _SEVERITY = {"": 0, SPEED: 1, ROUNDING: 2, RESULTS: 3}

@@ -304,8 +304,10 @@ def test_bench_run_with_a_failing_compiler_warns_before_training_or_exits_2(tmp_
     warned = bench_run("warned")
     assert warned.returncode == 0, warned.stderr[-3000:]
     neurons = ("bench.run: warning: on cpu, the neuron recurrences are computed by torch's own operations, not the C "
-               "kernels (no C compiler: /nonexistent/cc not found): slower, and while the forward gives the same bits, the "
-               "gradients differ in float32 rounding, so a training's numbers can drift in their last digits")  # fmt: skip
+               "kernels (no C compiler: /nonexistent/cc not found): slower, and with the same random numbers the float32 "
+               "rounding differs (of the gradients, and of the event products' currents), which a spiking network's "
+               "thresholds amplify over a training: its numbers drift from a run with the C kernels, not only in their "
+               "last digits")  # fmt: skip
     draws = ("bench.run: warning: on cpu, the random masks and rate spikes are computed by torch's generators on threads, "
              "not the C kernels (no C compiler: /nonexistent/cc not found): the random numbers differ, so the accuracies "
              "differ from a run with the C kernels, not only the speed")  # fmt: skip
