@@ -129,13 +129,17 @@ class LIF(LIFReference):
         return self._activity(logits, inputs, spikes1, spikes2)
 
     def calibrate(self, x: torch.Tensor) -> None:
-        """Under ``rate`` on the CPU: the density crossover of layer 1's event-driven products for inputs like ``x`` (a
-        batch of the training data) measured now (once per machine, shape, thread count and share of inputs that can
-        fire; models/spike_products.py), not inside the first timed epoch."""
+        """On the CPU: the density crossovers of the event-driven products measured now, not inside the first timed
+        epoch (once per machine, shape and thread count; models/spike_products.py): layer 2's, fed by layer 1's spikes,
+        and under ``rate`` layer 1's, for inputs like ``x`` (a batch of the training data: its share of inputs that can
+        fire)."""
         c, w = self.config, self.fc1.weight
-        if c.encoding == "rate" and not c.sequence and w.device.type == "cpu" and spike_products.native():
+        if w.device.type != "cpu" or not spike_products.native():
+            return
+        if c.encoding == "rate" and not c.sequence:
             p = intensity(x.detach().flatten(1).to(w.device, torch.float32), "rate")
             spike_products.crossover(w.shape[1], w.shape[0], spike_products.active_share(p))
+        spike_products.crossover(self.fc2.weight.shape[1], self.fc2.weight.shape[0], kind="spikes")  # layer 2's
 
     def _encoded(self, x: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
         """Layer 1's input from images x (B, n_in): (T, B, n_in), or (1, B, n_in) under ``direct``."""
@@ -171,7 +175,7 @@ class LIF(LIFReference):
             inputs = self._encoded(x.flatten(1), draws)
             current1 = F.linear(inputs[0] if c.encoding == "direct" else inputs, w1, b1).to(w1.dtype)
         spikes1 = LIFRecurrence.apply(current1, *args, "spikes")  # (T, B, hidden)
-        current2 = F.linear(spikes1, w2, b2).to(w2.dtype)  # all steps in one GEMM
+        current2 = spike_products.spike_linear(spikes1, w2, b2).to(w2.dtype)  # all steps at once, event-driven or a GEMM
         if record:
             u2 = simulate(current2, *args[:3], c.reset == "zero")
             spikes2 = (u2 > c.threshold).to(u2.dtype)

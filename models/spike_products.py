@@ -45,7 +45,7 @@ FORMAT = 4  # of the crossover cache: a change of the kernels or the measurement
 
 _lock = threading.Lock()
 _native: object = None
-_crossovers: dict[tuple[int, int, int, float], float] = {}
+_crossovers: dict[tuple[int, int, int, float, str], float] = {}
 _counts: Counter = Counter()
 
 
@@ -175,21 +175,25 @@ def weight_grad(ev: Events, grad: torch.Tensor) -> torch.Tensor:
 
 
 class EventLinear(torch.autograd.Function):
-    """``F.linear`` of a 0/1 input given as events, differentiable in the weight and the bias (the input has no
-    gradient: spikes drawn from data)."""
+    """``F.linear`` of a 0/1 input given as events, (rows, N), differentiable in the weight and the bias, and in
+    ``x``, the same input as a dense (rows, n) tensor, where one is given (a layer fed by spiking neurons: dL/dx =
+    dL/dout @ weight, a GEMM; its values are not read); spikes drawn from data have none."""
 
     @staticmethod
-    def forward(ctx, weight, bias, ev: Events):
+    def forward(ctx, weight, bias, ev: Events, x=None):
         ctx.ev = ev
         ctx.has_bias = bias is not None
+        ctx.save_for_backward(weight if x is not None else None)
         return forward(ev, weight, bias)
 
     @staticmethod
     def backward(ctx, grad):
         grad = grad.contiguous()
+        (weight,) = ctx.saved_tensors
         gw = weight_grad(ctx.ev, grad) if ctx.needs_input_grad[0] else None
         gb = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[1] else None
-        return gw, gb, None
+        gx = grad @ weight if len(ctx.needs_input_grad) > 3 and ctx.needs_input_grad[3] else None
+        return gw, gb, None, gx
 
 
 # ---- the crossover
@@ -221,12 +225,13 @@ def _best(fn, repeats: int = 3) -> float:
 
 
 def measure(n: int, N: int, densities=DENSITIES, rows: int = CALIBRATION_ROWS, repeats: int = 3, seed: int = 0,
-            rate: bool = False, active: float = 1.0) -> list[dict]:  # fmt: skip
+            rate: bool = False, active: float = 1.0, extract: bool = False) -> list[dict]:  # fmt: skip
     """Per density: the seconds of an n -> N layer's forward and weight gradient on ``rows`` rows of 0/1 input, dense
     (two GEMMs) and event-driven, best of ``repeats``; float32, this process's threads. ``rate``: the spikes drawn
     too, by ``masks.bernoulli_`` for the dense path and ``rate_events`` for the other, from probabilities that are 0
     but for a share ``active`` of the inputs (a digit's background never fires, and the event generator skips it;
-    1: no input to skip, its worst case); else the products alone. Densities above ``active`` are left out."""
+    1: no input to skip, its worst case); ``extract``: the events read from the dense 0/1 matrix too (``dense_events``:
+    a layer fed by spiking neurons); else the products alone. Densities above ``active`` are left out."""
     g = torch.Generator().manual_seed(seed)
     weight = torch.empty(N, n).uniform_(-0.1, 0.1, generator=g)
     steps = 8
@@ -247,9 +252,11 @@ def measure(n: int, N: int, densities=DENSITIES, rows: int = CALIBRATION_ROWS, r
             torch.mm(x, weight.t(), out=out)
             torch.mm(grad.t(), x, out=gw)
 
-        def events(ev=ev, p=p):
+        def events(ev=ev, p=p, x=x):
             if rate:
                 ev = rate_events(p, steps, 12345)
+            elif extract:
+                ev = dense_events(x)
             forward(ev, weight, None)
             weight_grad(ev, grad)
 
@@ -305,21 +312,23 @@ def active_share(p: torch.Tensor) -> float:
     return min(1.0, math.ceil(float((p > 0).float().mean()) * 20 - 1e-9) / 20) or 0.05
 
 
-def crossover(n: int, N: int, active: float = 1.0) -> float:
-    """The density below which an n -> N layer under ``rate`` encoding trains quicker event-driven here (its spikes
-    drawn and its products, ``measure(rate=True)``), for inputs of which a share ``active`` can fire (``active_share``):
-    ``SNNBENCH_EVENTS``'s number, else measured once per CPU model, thread count, shape and share, and kept."""
+def crossover(n: int, N: int, active: float = 1.0, kind: str = "rate") -> float:
+    """The density below which an n -> N layer trains quicker event-driven here: under ``rate`` encoding (``kind``
+    "rate": its spikes drawn and its products, ``measure(rate=True)``, for inputs of which a share ``active`` can fire,
+    ``active_share``), or fed by spiking neurons ("spikes": the events read from the dense spikes and the products,
+    ``measure(extract=True)``). ``SNNBENCH_EVENTS``'s number, else measured once per CPU model, thread count, shape,
+    kind and share, and kept."""
     value = forced()
     if value is not None:
         return value
     threads = torch.get_num_threads()
-    key = (n, N, threads, active)
+    key = (n, N, threads, active, kind)
     if key in _crossovers:
         return _crossovers[key]
-    name = _cache_key(n, N, threads) + f"|active={active:g}"
+    name = _cache_key(n, N, threads) + (f"|active={active:g}" if kind == "rate" else "|from spikes")
     cached = _read_cache().get(name)
     if cached is None:
-        table = measure(n, N, rate=True, active=active)
+        table = measure(n, N, rate=True, active=active) if kind == "rate" else measure(n, N, extract=True)
         cached = {"crossover": crossing(table), "table": table, "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with _lock:
             data = _read_cache()
@@ -344,7 +353,7 @@ def describe(device: str) -> str:
     threads = torch.get_num_threads()
     prefix = _cache_key(0, 0, threads).rsplit("|", 1)[0] + "|"
     known = {k.removeprefix(prefix): v["crossover"] for k, v in _read_cache().items() if k.startswith(prefix)}
-    shapes = ", ".join(f"{shape.replace('|active=', ' with a share ')} of inputs that can fire: below {d:g}"
+    shapes = ", ".join(f"{shape.replace('|active=', ' rate-coded, a share ').replace('|', ' ')}: below {d:g}"
                        for shape, d in sorted(known.items())) or "none measured yet"  # fmt: skip
     return f"event-driven below the density measured as the crossover on this CPU at {threads} threads ({shapes})"
 
@@ -382,7 +391,7 @@ def _rate_refusal(p, steps, weight, bias, owner) -> str | None:
     if p.dim() != 2:
         return "not (B, n) probabilities"
     density, limit = _density(p), crossover(p.shape[1], weight.shape[0], active_share(p))
-    if density >= limit:
+    if density >= limit and limit < 1:  # (a crossover of 1: event-driven at every density)
         return f"density {density:.3f}, not below the crossover {limit:g}"
     return None
 
@@ -402,3 +411,44 @@ def _rate_dense(p, steps, weight, bias, owner) -> torch.Tensor:
 dispatch.register("products.rate", "products", dispatch.ROUNDING, dispatch.Backend(PROVIDER, _rate_events, _rate_refusal),
                   dispatch.Backend(dispatch.TORCH, _rate_dense), describe="the layer products on 0/1 inputs")  # fmt: skip
 dispatch.field("event_products", describe)
+
+
+# ---- the kernel products.spikes: a layer fed by spiking neurons
+
+MIN_EVENTS = 1 << 16  # entries of the input below which the dense GEMM is taken without asking: no work to save
+
+
+def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for x (..., n) of 0/1 spikes (a spiking layer's output, with its gradient):
+    event-driven or dense, as the dispatcher chooses from x's density."""
+    return dispatch.call("products.spikes", x, weight, bias)
+
+
+def _spikes_refusal(x, weight, bias) -> str | None:
+    why = dispatch.tensor_refusal((x,), ("cpu",), (torch.float32,), contiguous=False)
+    if why and why != "a graph to record":  # (the Function here records its own)
+        return why
+    if weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+        return "not float32 (the event-driven products are float32 only)"
+    if x.numel() < MIN_EVENTS:
+        return f"{x.numel()} inputs, below MIN_EVENTS"
+    density, limit = float(x.detach().mean()), crossover(x.shape[-1], weight.shape[0], kind="spikes")
+    if density >= limit and limit < 1:  # (a crossover of 1: event-driven at every density)
+        return f"density {density:.3f}, not below the crossover {limit:g}"
+    return None
+
+
+def _spikes_events(x, weight, bias) -> torch.Tensor:
+    flat = x.reshape(-1, x.shape[-1])
+    _counts["spikes events"] += 1
+    out = EventLinear.apply(weight, bias, dense_events(flat.detach()), flat)
+    return out.view(*x.shape[:-1], weight.shape[0])
+
+
+def _spikes_dense(x, weight, bias) -> torch.Tensor:
+    _counts["spikes dense"] += 1
+    return F.linear(x, weight, bias)
+
+
+dispatch.register("products.spikes", "products", dispatch.ROUNDING, dispatch.Backend(PROVIDER, _spikes_events, _spikes_refusal),
+                  dispatch.Backend(dispatch.TORCH, _spikes_dense))  # fmt: skip

@@ -96,8 +96,11 @@ def test_the_models_call_their_kernels_through_the_dispatcher():
     x, y = torch.rand(4, 784) - 0.5, torch.arange(4)
     for spec, want in [
         ("snn:time_steps=6", {"masks.uniform", "snn.forward", "snn.backward"}),
-        ("lif:time_steps=4", {"products.rate", "masks.spikes", "masks.uniform", "lif.forward", "lif.backward"}),
-        ("lif:time_steps=4,encoding=direct", {"lif.forward", "lif.backward"}),  # no random draws
+        (
+            "lif:time_steps=4",
+            {"products.rate", "products.spikes", "masks.spikes", "masks.uniform", "lif.forward", "lif.backward"},
+        ),
+        ("lif:time_steps=4,encoding=direct", {"products.spikes", "lif.forward", "lif.backward"}),  # no random draws
         ("ffn", set()),
     ]:
         model = models.build(spec)

@@ -116,7 +116,8 @@ def test_measure_times_both_paths():
 
 
 def lif_step(monkeypatch, setting: str):
-    """One training step of lif under rate encoding at a size the C generator draws (T 2, B 700: 1.1 M numbers)."""
+    """One training step of lif under rate encoding at a size the C generator draws (T 2, B 700: 1.1 M numbers): its
+    layer 1 on rate spikes, its layer 2 on layer 1's spikes (with a gradient to them)."""
     from models.registry import build
 
     monkeypatch.setenv(sp.ENV, setting)
@@ -134,7 +135,7 @@ def lif_step(monkeypatch, setting: str):
 def test_lif_trains_the_same_event_driven_or_dense(monkeypatch):
     events, loss_e, counts_e = lif_step(monkeypatch, "1")
     dense, loss_d, counts_d = lif_step(monkeypatch, "0")
-    assert counts_e == {"events": 1} and counts_d == {"dense": 1}
+    assert counts_e == {"events": 1, "spikes events": 1} and counts_d == {"dense": 1, "spikes dense": 1}  # layers 1, 2
     torch.testing.assert_close(loss_e, loss_d, rtol=1e-5, atol=1e-6)
     for (name, a), (_, b) in zip(events.named_parameters(), dense.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-5, msg=name)
@@ -162,3 +163,24 @@ def test_a_bad_setting_is_refused_in_one_line(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert "SNNBENCH_EVENTS must be 0" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("density", [0.0, 0.1, 1.0])
+def test_a_layer_fed_by_spikes_gives_the_dense_gradients_to_its_input_too(density, monkeypatch):
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(3, 400, 60, generator=g) < density).float().requires_grad_()
+    w = (torch.randn(12, 60, generator=g) * 0.1).requires_grad_()
+    b = torch.randn(12, generator=g).requires_grad_()
+    upstream = torch.randn(3, 400, 12, generator=g)
+    monkeypatch.setenv(sp.ENV, "1")
+    assert dispatch.choose("products.spikes", x, w, b).backend.startswith("c+")
+    (sp.spike_linear(x, w, b) * upstream).sum().backward()
+    got = [t.grad.clone() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    (F.linear(x, w, b) * upstream).sum().backward()
+    for a, t in zip(got, (x, w, b)):
+        torch.testing.assert_close(a, t.grad, rtol=1e-5, atol=1e-5)
+    monkeypatch.setenv(sp.ENV, "0")
+    assert "not below the crossover 0" in dispatch.choose("products.spikes", x, w, b).reason
+    assert "below MIN_EVENTS" in dispatch.choose("products.spikes", x[:, :10], w, b).reason
