@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from models import dispatch
+from models import dispatch, spike_products
 from models.activity import Activity
 from models.lif import LIFRecurrence, simulate
 from models.lif_reference import surrogate_grad
@@ -146,7 +146,8 @@ def backward_torch(u, s, a, weight, grad_spikes, held: bool, beta: float, thresh
                 now.addcmul_(torch.rsub(s[t], 1), grad[t + 1], value=beta)
             else:
                 now.add_(grad[t + 1], alpha=beta)
-    grad_weight = torch.mm(grad[1:].reshape(-1, N).t(), s[:-1].reshape(-1, N))  # all steps' dU_t^T S_{t-1} in one GEMM
+    # all steps' dU_t^T S_{t-1} at once: one GEMM, or event-driven on the spikes (models/spike_products.py)
+    grad_weight = spike_products.spike_weight_grad(s[:-1].reshape(-1, N), grad[1:].reshape(-1, N))
     return (grad.sum(0) if held else grad), grad_weight
 
 
@@ -168,6 +169,13 @@ class RSNN(RSNNReference):
     def activity(self, x: torch.Tensor) -> Activity:
         return self._activity(*self._layers(x, record=True))
 
+    def calibrate(self, x: torch.Tensor) -> None:
+        """On the CPU: the density crossovers of the event-driven products on the hidden spikes (the recurrent
+        weights' gradient, the readout) measured now, not inside the first timed epoch (models/spike_products.py)."""
+        if self.rec.weight.device.type == "cpu" and spike_products.native():
+            for layer in (self.rec, self.fc2):
+                spike_products.crossover(layer.weight.shape[1], layer.weight.shape[0], kind="spikes")
+
     def _layers(self, x: torch.Tensor, record: bool = False):
         """(logits, fc1's input (T, B, n_in) or (1, B, n_in) held, the hidden spikes (T, B, hidden), the readout's
         spikes (T, B, n_out) or None); the readout's spikes only when ``record``."""
@@ -182,7 +190,7 @@ class RSNN(RSNNReference):
         owner = None if record else self  # activity's spikes are its own; a training step's buffers are kept
         spikes1 = RecurrentLIF.apply(current1, self.rec.weight, owner, c.time_steps, c.beta, c.threshold, c.reset == "zero",
                                      c.adaptation, c.rho, c.surrogate, c.sharpness)  # fmt: skip
-        current2 = F.linear(spikes1, self.fc2.weight, self.fc2.bias).to(w1.dtype)  # all steps in one GEMM
+        current2 = spike_products.spike_linear(spikes1, self.fc2.weight, self.fc2.bias).to(w1.dtype)  # all steps at once
         args = (c.time_steps, c.beta, c.threshold, c.reset == "zero")
         if record:
             u2 = simulate(current2, *args)

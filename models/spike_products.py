@@ -425,14 +425,19 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
 
 def _spikes_refusal(x, weight, bias) -> str | None:
+    return _spikes_why(x, weight.shape[0], weight.dtype)
+
+
+def _spikes_why(x: torch.Tensor, N: int, dtype: torch.dtype) -> str | None:
+    """Why an n -> N layer fed by the spikes x does not run event-driven (None: it does)."""
     why = dispatch.tensor_refusal((x,), ("cpu",), (torch.float32,), contiguous=False)
     if why and why != "a graph to record":  # (the Function here records its own)
         return why
-    if weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+    if dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
         return "not float32 (the event-driven products are float32 only)"
     if x.numel() < MIN_EVENTS:
         return f"{x.numel()} inputs, below MIN_EVENTS"
-    density, limit = float(x.detach().mean()), crossover(x.shape[-1], weight.shape[0], kind="spikes")
+    density, limit = float(x.detach().mean()), crossover(x.shape[-1], N, kind="spikes")
     if density >= limit and limit < 1:  # (a crossover of 1: event-driven at every density)
         return f"density {density:.3f}, not below the crossover {limit:g}"
     return None
@@ -452,3 +457,14 @@ def _spikes_dense(x, weight, bias) -> torch.Tensor:
 
 dispatch.register("products.spikes", "products", dispatch.ROUNDING, dispatch.Backend(PROVIDER, _spikes_events, _spikes_refusal),
                   dispatch.Backend(dispatch.TORCH, _spikes_dense))  # fmt: skip
+
+
+def spike_weight_grad(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """grad^T @ x, (N, n), for x (rows, n) of 0/1 spikes and grad (rows, N): the weight gradient of a layer fed by
+    spikes, event-driven where the C kernels take it and x's density is below the crossover (``products.spikes``'s),
+    else one GEMM (``rsnn``'s recurrent weights: all steps' spikes at once)."""
+    if native() and _spikes_why(x, grad.shape[1], grad.dtype) is None:
+        _counts["spikes events"] += 1
+        return weight_grad(dense_events(x), grad)
+    _counts["spikes dense"] += 1
+    return torch.mm(grad.t(), x)

@@ -184,3 +184,26 @@ def test_a_layer_fed_by_spikes_gives_the_dense_gradients_to_its_input_too(densit
     monkeypatch.setenv(sp.ENV, "0")
     assert "not below the crossover 0" in dispatch.choose("products.spikes", x, w, b).reason
     assert "below MIN_EVENTS" in dispatch.choose("products.spikes", x[:, :10], w, b).reason
+
+
+def test_rsnn_readout_and_recurrent_gradient_event_driven_equal_dense(monkeypatch):
+    """rsnn's readout (on the hidden spikes) and its recurrent weights' gradient (all steps' spikes at once) through
+    the event-driven kernels: the same loss and gradients as dense, to float32 summation order."""
+    from models.registry import build
+
+    def step(setting):
+        monkeypatch.setenv(sp.ENV, setting)
+        torch.manual_seed(0)
+        model = build("rsnn:sequence=true,n_in=20,time_steps=10,threshold=0.3")
+        x = (torch.rand(64, 10, 20, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+        sp.reset_counts()
+        loss = F.cross_entropy(model(x), torch.arange(64) % 10)
+        loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}, sp.counts()
+
+    loss_e, grads_e, counts_e = step("1")
+    loss_d, grads_d, counts_d = step("0")
+    assert counts_e == {"spikes events": 2} and counts_d == {"spikes dense": 2}  # the readout, W_rec's gradient
+    torch.testing.assert_close(loss_e, loss_d, rtol=1e-6, atol=1e-7)
+    for name in grads_e:
+        torch.testing.assert_close(grads_e[name], grads_d[name], rtol=1e-5, atol=1e-6, msg=name)
