@@ -51,7 +51,7 @@ def test_dense_events_read_a_0_1_matrix(density):
 
 
 @pytest.mark.parametrize("density", DENSITIES)
-@pytest.mark.parametrize("N", [100, 10, 7, 128, 48])
+@pytest.mark.parametrize("N", [100, 10, 7, 128, 48, 200])
 @pytest.mark.parametrize("bias", [True, False])
 def test_products_equal_the_dense_gemms(density, N, bias):
     g = torch.Generator().manual_seed(2)
