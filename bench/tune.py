@@ -231,6 +231,7 @@ class Tuner:
         then new trials while a study's budget allows (all N at once with the random sampler or pruning, ``slots`` at a
         time otherwise); then the picks' trainings."""
         tasks = []
+        counts = self._balanced(seconds, slots)
         for name in self.studies:
             if self.args.pruner == "halving" and not self.trials_of(name):
                 self.ask(name, self.args.tune)
@@ -238,7 +239,7 @@ class Tuner:
             if not open_ and self._wants_more(name, seconds) and self.args.pruner != "halving":
                 left = math.inf if self.args.tune is None else self.args.tune - len(self.trials_of(name))
                 fixed = self.args.budget_seconds is None and self.args.sampler == "random"  # all N at once
-                self.ask(name, int(left if fixed else min(slots, left)))
+                self.ask(name, int(left if fixed else min(counts[name], left)))
                 open_ = self._open(name)
             until = self._rung(name, open_)
             tasks += [(t, until) for t in open_]
@@ -246,6 +247,31 @@ class Tuner:
             return tasks
         return [(t, None) for t in self._picks() if t["status"] not in ("complete", "diverged")]  # (failed:
         # bench.run asks once per run)
+
+    def _balanced(self, seconds: Callable[[TrainingKey], float], slots: int) -> dict[str, int]:
+        """How many new trials each study asks in the next batch: ``slots``, except in a random search on a seconds
+        budget, where each study asks as many as take about the seconds of ``slots`` trials of the slowest study (from
+        the mean seconds of their ended trials), no more than its budget's rest would take. Then one batch
+        costs each study about the same seconds, and a model 100 times cheaper than another does not need 100 times
+        as many batches (each ending with its slowest training) to spend the same budget. TPE asks ``slots`` at a
+        time: it learns from the trials before."""
+        counts = dict.fromkeys(self.studies, slots)
+        budget = self.args.budget_seconds
+        if budget is None or self.args.sampler != "random" or self.args.pruner == "halving":
+            return counts
+        means = {}
+        for name in self.studies:
+            ended = [seconds(TrainingKey.of(t)) for t in self.trials_of(name) if t["status"] not in OPEN]
+            if ended:
+                means[name] = max(sum(ended) / len(ended), 1e-3)
+        if not means:
+            return counts
+        slowest = max(means.values())  # a batch lasts about that long, whether the slowest study goes on or not
+        for name, mean in means.items():
+            if self._wants_more(name, seconds):
+                rest = budget - self.seconds_of(name, seconds)
+                counts[name] = max(slots, min(math.ceil(slots * slowest / mean), math.ceil(rest / mean)))
+        return counts
 
     def _rung(self, name: str, open_: list[dict]) -> int | None:
         """Where the open trials of a pruned study train to now: the first rung one of them has not reached."""

@@ -275,3 +275,30 @@ def test_tpe_a_search_space_file_and_the_tune_seed_steer_the_draws(tmp_path):
         assert meta["tuning"]["studies"]["ffn on cpu"]["space"]["optimizer"] == "adam"
         drawn[seed] = [t["params"]["lr"] for t in trials]
     assert drawn[0] != drawn[1]
+
+
+def test_a_seconds_budget_balances_each_batch_across_models():
+    """Random search on a seconds budget: each study asks as many trials as take about the seconds of the slowest
+    study's batch (never fewer than the slots, never more than its budget's rest), so a cheap model's budget drains at
+    the same pace as an expensive one's; TPE and a trial count keep the slots."""
+
+    def trial(model, number, status="complete"):
+        return {"model": model, "device": "cpu", "seed": tune.TRIAL_SEED + number, "lr_scale": 1.0, "trial": number,
+                "status": status}  # fmt: skip
+
+    seconds_of = {"ffn": 3.0, "snn": 300.0, "lif": 60.0}
+    meta = {"trainings": [trial(m, k) for m in seconds_of for k in range(2)],
+            "tuning": {"studies": {f"{m} on cpu": {"model": m, "device": "cpu"} for m in seconds_of}}}  # fmt: skip
+    tuner = object.__new__(tune.Tuner)
+    tuner.meta, tuner.studies = meta, dict.fromkeys(meta["tuning"]["studies"])
+    tuner.args = SimpleNamespace(budget_seconds=7200.0, sampler="random", pruner="none", tune=None)
+
+    def seconds(key):
+        return seconds_of[key.model]
+
+    counts = tuner._balanced(seconds, 2)
+    assert counts == {"ffn on cpu": 200, "snn on cpu": 2, "lif on cpu": 10}  # 2 x 300 s of each
+    tuner.args.budget_seconds = 500.0  # snn's budget spent, but a batch still lasts its trials' time; ffn's rest: 494 s
+    assert tuner._balanced(seconds, 2) == {"ffn on cpu": 165, "snn on cpu": 2, "lif on cpu": 7}
+    tuner.args.sampler = "tpe"
+    assert set(tuner._balanced(seconds, 2).values()) == {2}
