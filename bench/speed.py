@@ -63,7 +63,7 @@ DEFAULT_WORKLOADS = ("snn", "lif")  # what runs without --workload (csnn, rsnn: 
 # without --batch-size (csnn: snnTorch's tutorial 7 on N-MNIST; rsnn: issue 26's recurrent workload)
 BATCH_SIZES = {"snn": 1000, "lif": 1000, "csnn": 128, "rsnn": 256}
 LIF_MODELS = ("lif", "lif-reference", "snntorch-lif", "spikingjelly-lif")
-LIF_DENSE = "lif (dense products)"  # lif with layer 1's products dense whatever the density: today's path
+LIF_DENSE = "lif (dense products)"  # lif with both layers' products dense whatever the density: the path before them
 CONV_MODELS = ("cnn", "csnn", "csnn-reference", "snntorch-csnn")
 RECURRENT_MODELS = ("rsnn", "rsnn-reference", "snntorch-rlif", "gru", "lstm")  # gru, lstm: models/recurrent_ann.py
 FLOORS = {"snn": "floor", "lif": "floor (lif)", "csnn": "floor (csnn)", "rsnn": "floor (rsnn)"}

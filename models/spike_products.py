@@ -7,13 +7,14 @@ as events by the generator of models/_masks.c (the same numbers, so the same spi
 only where an input's probability is above 0: no dense (T, B, n) matrix is written or read. The results equal the
 dense GEMMs' to float32 summation order (tests/test_spike_products.py).
 
-Which one runs is decided per call from the input's density (the expected fraction of 1s: the mean probability
-under ``rate``) against the **crossover** density above which the dense GEMMs are quicker, measured on this machine
-for the layer's shape and thread count (``crossover``: the products alone, forward and weight gradient, best of
-three, once, then kept in ``$XDG_CACHE_HOME/snnbench/crossover.json`` per CPU model). ``SNNBENCH_EVENTS`` overrides
-it: ``0`` never event-driven, ``1`` always (where the kernels take the call), a number in (0, 1) a crossover of
-one's own. The dispatcher records the choice (models/dispatch.py, kernel ``products.rate``), ``counts()`` how many
-calls took each path, and provenance names the rule and the crossovers measured (``event_products``).
+Which one runs is decided per call from the input's density (under ``rate`` the mean probability, the expected
+fraction of 1s; for a layer fed by spikes their measured fraction) against the **crossover** density above which the
+dense path is quicker, measured on this machine (``crossover``: both paths timed with what each must do besides the
+products, drawing the rate spikes or reading the events out of the spikes; once per CPU model, thread count, shape
+and kind, then kept in ``$XDG_CACHE_HOME/snnbench/crossover.json``). ``SNNBENCH_EVENTS`` overrides it: ``0`` never
+event-driven, ``1`` always (where the kernels take the call), a number in (0, 1) a crossover of one's own. The
+dispatcher records the choice (models/dispatch.py, kernels ``products.rate`` and ``products.spikes``), ``counts()``
+how many calls took each path, and provenance names the rule and the crossovers measured (``event_products``).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Events:
         return len(self.start)
 
     def dense(self) -> torch.Tensor:
-        """The (rows, n) float32 0/1 matrix (for tests and the activity pictures)."""
+        """The (rows, n) float32 0/1 matrix (for the tests: a row at a time)."""
         out = torch.zeros(self.rows, self.n)
         for r, (s, c) in enumerate(zip(self.start.tolist(), self.count.tolist())):
             out[r, self.idx[s : s + c].long()] = 1.0
@@ -203,8 +204,13 @@ def _cache_file() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "snnbench" / "crossover.json"
 
 
+def _cache_prefix(threads: int) -> str:
+    """The cache's keys of this CPU at ``threads`` threads begin so."""
+    return f"{FORMAT}|{_build.cpu_model()}|threads={threads}|"
+
+
 def _cache_key(n: int, N: int, threads: int) -> str:
-    return f"{FORMAT}|{_build.cpu_model()}|threads={threads}|{n}x{N}"
+    return f"{_cache_prefix(threads)}{n}x{N}"
 
 
 def _read_cache() -> dict:
@@ -243,8 +249,8 @@ def measure(n: int, N: int, densities=DENSITIES, rows: int = CALIBRATION_ROWS, r
     table = []
     for d in (d for d in densities if d <= active):
         p = (torch.rand(B, n, generator=g) < active) * float(d / active) if active < 1 else torch.full((B, n), float(d))
-        x = (torch.rand(rows, n, generator=g) < d).float()
-        ev = dense_events(x)
+        x = None if rate else (torch.rand(rows, n, generator=g) < d).float()  # (rate: the spikes are drawn each time)
+        ev = None if rate else dense_events(x)
 
         def dense(x=x, p=p):
             if rate:
@@ -351,7 +357,7 @@ def describe(device: str) -> str:
     if (value := forced()) is not None:
         return f"event-driven below density {value:g} ({ENV})"
     threads = torch.get_num_threads()
-    prefix = _cache_key(0, 0, threads).rsplit("|", 1)[0] + "|"
+    prefix = _cache_prefix(threads)
     known = {k.removeprefix(prefix): v["crossover"] for k, v in _read_cache().items() if k.startswith(prefix)}
     shapes = ", ".join(f"{shape.replace('|active=', ' rate-coded, a share ').replace('|', ' ')}: below {d:g}"
                        for shape, d in sorted(known.items())) or "none measured yet"  # fmt: skip
@@ -359,7 +365,8 @@ def describe(device: str) -> str:
 
 
 def counts() -> dict[str, int]:
-    """How many calls took each path since the last ``reset_counts``: {"events": .., "dense": ..}."""
+    """How many calls took each path since the last ``reset_counts``: under ``rate`` "events" and "dense", fed by spikes
+    "spikes events" and "spikes dense"."""
     return dict(_counts)
 
 
@@ -376,24 +383,29 @@ def rate_linear(p: torch.Tensor, steps: int, weight: torch.Tensor, bias: torch.T
     return dispatch.call("products.rate", p, steps, weight, bias, owner)
 
 
-def _density(p: torch.Tensor) -> float:
-    return float(p.detach().mean())
+def _not_float32(dtype: torch.dtype) -> str | None:
+    if dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+        return "not float32 (the event-driven products are float32 only)"
+    return None
+
+
+def _not_below(x: torch.Tensor, limit: float) -> str | None:
+    """Why the density of x (its mean: 1s, or probabilities) leaves the event-driven path (None: it does not)."""
+    density = float(x.detach().mean())
+    if density >= limit and limit < 1:  # (a crossover of 1: event-driven at every density)
+        return f"density {density:.3f}, not below the crossover {limit:g}"
+    return None
 
 
 def _rate_refusal(p, steps, weight, bias, owner) -> str | None:
-    why = dispatch.tensor_refusal((p,), ("cpu",), (torch.float32,), contiguous=False)
+    why = dispatch.tensor_refusal((p,), ("cpu",), (torch.float32,), contiguous=False) or _not_float32(weight.dtype)
     if why:
         return why
-    if weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
-        return "not float32 (the event-driven products are float32 only)"
     if steps * p.numel() < mask_rng.MIN_PARALLEL or not mask_rng.native():
         return "spikes the C generator would not draw"  # others draw other numbers: the same spikes or none
     if p.dim() != 2:
         return "not (B, n) probabilities"
-    density, limit = _density(p), crossover(p.shape[1], weight.shape[0], active_share(p))
-    if density >= limit and limit < 1:  # (a crossover of 1: event-driven at every density)
-        return f"density {density:.3f}, not below the crossover {limit:g}"
-    return None
+    return _not_below(p, crossover(p.shape[1], weight.shape[0], active_share(p)))
 
 
 def _rate_events(p, steps, weight, bias, owner) -> torch.Tensor:
@@ -433,14 +445,11 @@ def _spikes_why(x: torch.Tensor, N: int, dtype: torch.dtype) -> str | None:
     why = dispatch.tensor_refusal((x,), ("cpu",), (torch.float32,), contiguous=False)
     if why and why != "a graph to record":  # (the Function here records its own)
         return why
-    if dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
-        return "not float32 (the event-driven products are float32 only)"
+    if why := _not_float32(dtype):
+        return why
     if x.numel() < MIN_EVENTS:
         return f"{x.numel()} inputs, below MIN_EVENTS"
-    density, limit = float(x.detach().mean()), crossover(x.shape[-1], N, kind="spikes")
-    if density >= limit and limit < 1:  # (a crossover of 1: event-driven at every density)
-        return f"density {density:.3f}, not below the crossover {limit:g}"
-    return None
+    return _not_below(x, crossover(x.shape[-1], N, kind="spikes"))
 
 
 def _spikes_events(x, weight, bias) -> torch.Tensor:
