@@ -2,8 +2,8 @@
  *
  * A layer whose input is 0/1 spikes, x (rows, n), computes out = x W^T + b by adding, per row, the weight columns of
  * its active inputs (the rows of wt = W^T, (n, N), padded to whole vectors), and its weight gradient dW^T[j] = sum
- * over the rows r where input j fired of g[r] (g = dL/dout, (rows, N)). The events of a row are kept as the indices of its active inputs, in
- * ascending order, in a padded CSR layout: row r's at idx[start[r] ...], count[r] of them.
+ * over the rows r where input j fired of g[r] (g = dL/dout, (rows, N)). The events of a row are kept as the indices
+ * of its active inputs, in ascending order, in a padded CSR layout: row r's at idx[start[r] ...], count[r] of them.
  *
  * rate_events draws them straight from the rate encoding's probabilities, with the numbers of models/_masks.c (mode
  * SPIKES): u(key, r n + j) < p[r % B, j], the same spikes bit for bit, but only for the inputs whose probability is
