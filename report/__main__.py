@@ -42,7 +42,12 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
         results = load(paths)  # load
         with folder.replacing(Path(out_dir), signals) as tmp:
             if results.epochs.empty:  # run folders without a finished epoch: a report that says so and why
-                (tmp / "report.md").write_text(markdown.no_rows(results, [str(p) for p in paths]))
+                studies = []  # a tuning study still running or interrupted: its trials so far, picks not yet trained
+                for dataset in dict.fromkeys(results.trials["dataset"]) if len(results.trials) else []:
+                    prefix = plots.slug(dataset)
+                    studies += [f"## Dataset `{dataset}`", "",
+                                *tuning.section(results.trials, results.runs, dataset, tmp, prefix)]  # fmt: skip
+                (tmp / "report.md").write_text(markdown.no_rows(results, [str(p) for p in paths], studies))
                 return Path(out_dir) / "report.md"
             figures, extra, grids = {}, {}, {}
             for s in sections(results.epochs):

@@ -80,15 +80,20 @@ def report(
     return "\n".join(lines)
 
 
-def no_rows(results: Results, sources: list[str]) -> str:
-    """The report of runs where no training finished an epoch (every one diverged, failed or was stopped in its first):
-    there is nothing to compare, and it says so, with each run's record and each training's status and why."""
-    lines = [
-        "# snnbench report", "",
-        f"Built from {len(results.runs)} run(s) found in {', '.join(f'`{s}`' for s in sources)}. No training finished an "
-        "epoch, so there is nothing to compare: no accuracy tables, no comparison, no time to accuracy and no figures. "
-        "What each run recorded of its trainings follows.", "",
-    ]  # fmt: skip
+def no_rows(results: Results, sources: list[str], studies: list[str] | None = None) -> str:
+    """The report of runs where no training finished an epoch scored on the test set: every one diverged, failed or
+    was stopped in its first, or a tuning study (``studies``: its tuning sections) has not trained its picks yet. There
+    is nothing to compare, and it says so, with each run's record and each training's status and why."""
+    found = f"Built from {len(results.runs)} run(s) found in {', '.join(f'`{s}`' for s in sources)}."
+    if studies:
+        said = (f"{found} No picked configuration has been trained and scored on the test set yet (a tuning study "
+                "still running or interrupted: `python -m bench.run --resume RUN` finishes it), so there is nothing to "
+                "compare: no accuracy tables, no verdict and no time to accuracy. The trials so far, scored on the "
+                "validation samples, and what each run recorded of its trainings follow.")  # fmt: skip
+    else:
+        said = (f"{found} No training finished an epoch, so there is nothing to compare: no accuracy tables, no "
+                "comparison, no time to accuracy and no figures. What each run recorded of its trainings follows.")  # fmt: skip
+    lines = ["# snnbench report", "", said, "", *(studies or [])]
     first: dict[str, dict] = {}
     for m in results.runs:
         first.setdefault(m["run_id"], m)

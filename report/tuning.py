@@ -69,12 +69,33 @@ def section(trials: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path,
             picks: pd.DataFrame | None = None) -> list[str]:  # fmt: skip
     """The "Tuning" Markdown of one dataset's tuning runs (``picks``: the section's epoch rows, the picks' trainings),
     and its two figures per device."""
+    lines, one = summary(trials, runs, dataset, picks)
+    for device, g in one.groupby("device", sort=False):
+        for file, caption in figure_files(prefix or slug(dataset), device):
+            fig = tuning_figure(g, dataset) if file.endswith("tuning-curve.png") else pareto_figure(g, dataset)
+            fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
+            plt.close(fig)
+            lines += [f"**{caption}**\n\n![{caption}]({file})\n"]
+    return lines
+
+
+def figure_files(prefix: str, device: str) -> list[tuple[str, str]]:
+    """The tuning section's two figures on ``device``: file name and caption."""
+    stem = f"{prefix}-{slug(device)}"
+    return [(f"{stem}-tuning-curve.png", f"Tuning curves on {device}"),
+            (f"{stem}-accuracy-cost.png", f"Accuracy against training cost on {device}")]  # fmt: skip
+
+
+def summary(trials: pd.DataFrame, runs: list[dict], dataset: str,
+            picks: pd.DataFrame | None = None) -> tuple[list[str], pd.DataFrame]:  # fmt: skip
+    """The tuning section's text without its figures (what each study spent and picked; with ``picks``, the verdict at
+    equal budget, early stopping and time to accuracy), and the per-trial table it is built from."""
     if trials is None or trials.empty:
-        return []
+        return [], pd.DataFrame(columns=["device"])
     mine = {m["run_id"]: m for m in runs if m.get("tuning")}
     trials = trials[(trials["dataset"] == dataset) & trials["run_id"].isin(mine)]
     if trials.empty:
-        return []
+        return [], pd.DataFrame(columns=["device"])
     one = per_trial(trials)
     settings = [mine[r]["tuning"] for r in dict.fromkeys(one["run_id"])]
     samplers = {s.get("sampler") for s in settings}
@@ -100,15 +121,7 @@ def section(trials: pd.DataFrame, runs: list[dict], dataset: str, out_dir: Path,
     if picks is not None and len(picks):
         picks = picks[picks["run_id"].isin(mine)]
         lines += verdict(picks) + stopped_early(runs, set(mine)) + time_to(picks)
-    for device, g in one.groupby("device", sort=False):
-        stem = f"{prefix or slug(dataset)}-{slug(device)}"
-        for file, caption, fig in ((f"{stem}-tuning-curve.png", f"Tuning curves on {device}", tuning_figure(g, dataset)),
-                                   (f"{stem}-accuracy-cost.png", f"Accuracy against training cost on {device}",
-                                    pareto_figure(g, dataset))):  # fmt: skip
-            fig.savefig(out_dir / file, dpi=DPI, bbox_inches="tight")
-            plt.close(fig)
-            lines += [f"**{caption}**\n\n![{caption}]({file})\n"]
-    return lines
+    return lines, one
 
 
 def _how(settings: list[dict], runs: dict, one: pd.DataFrame) -> str:
@@ -119,8 +132,8 @@ def _how(settings: list[dict], runs: dict, one: pd.DataFrame) -> str:
               f"{s['reduction_factor']} going on at each." if s.get("pruner") == "halving" else "")  # fmt: skip
     return (f"Each model had its own study ({' and at most '.join(b for b in budget if b)} per model and device, "
             f"{s['sampler']} sampler, seed {s['tune_seed']}). Every trial is a training scored on the held-out "
-            "validation samples only; the best one's configuration was then trained with fresh seeds, and only those "
-            f"trainings are in the tables above, scored on the test set.{pruned} Budget used: the training seconds of "
+            "validation samples only; the best one's configuration is then trained with fresh seeds, and only those "
+            f"trainings are scored on the test set.{pruned} Budget used: the training seconds of "
             "all of a study's trials, on its device.")  # fmt: skip
 
 

@@ -37,3 +37,16 @@ def test_one_version():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert "version" not in project and "version" in project["dynamic"]
     assert metadata.version("snnbench") == bench.__version__
+
+
+def test_an_installed_package_has_every_c_source_and_header_its_kernels_compile():
+    """A wheel (``pip install .``, not ``-e``) holds only the package data pyproject.toml names: a kernel whose source
+    or shared header is left out cannot compile there, and every model falls back to its slow path."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for package in ("bench", "models", "report"):
+        sources = [p.name for p in (ROOT / package).iterdir() if p.suffix in (".c", ".h")]
+        missing = [s for s in sources if not any(fnmatch.fnmatch(s, g) for g in data.get(package, []))]
+        assert not missing, f"{package}: not in the wheel: {missing}"

@@ -178,6 +178,13 @@ def test_a_tuning_run_scores_its_trials_on_validation_and_only_its_picks_on_test
     assert (run_dir / "report" / "mnist-mini-cpu-tuning-curve.png").stat().st_size > 1000
     assert (run_dir / "report" / "mnist-mini-cpu-accuracy-cost.png").stat().st_size > 1000
     assert "### SNN against FFN" in report  # the picks meet head to head, one section though their schedules differ
+    # results/README.md's block of such a run: what each study spent and picked, the verdict, the figures linked
+    from report.readme import run_block
+
+    block = "\n".join(run_block(run_dir, tmp_path))
+    assert "#### Tuning" in block and "train s (budget used)" in block and "**Verdict at equal budget**" in block
+    assert f"[tuning curves on cpu](out/{run_dir.name}/report/mnist-mini-cpu-tuning-curve.png)" in block
+    assert f"[accuracy against training cost on cpu](out/{run_dir.name}/report/mnist-mini-cpu-accuracy-cost.png)" in block
 
 
 def test_successive_halving_prunes_at_each_rung_and_keeps_the_pruned_rows(tmp_path):
@@ -229,6 +236,14 @@ def test_an_interrupted_tuning_run_resumes_the_same_study(tmp_path):
     assert proc.wait() == 130
     run_dir, meta = the_run(out)
     assert meta["status"] == "interrupted" and len([t for t in meta["trainings"] if t.get("trial") is not None]) == 4
+    # a report of the study so far: its trials' tuning section, not "no training finished an epoch"
+    report = subprocess.run([sys.executable, "-m", "report", str(run_dir), "--out", str(tmp_path / "so-far")],
+                            capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "so-far" / "report.md").read_text()
+    assert "No training finished an epoch" not in text and "### Tuning" in text
+    assert "No picked configuration has been trained and scored on the test set yet" in text
+    assert (tmp_path / "so-far" / "mnist-mini-cpu-tuning-curve.png").is_file()
     again = bench_run("--resume", str(run_dir))
     assert again.returncode == 0, again.stderr
     _, meta = the_run(out)
