@@ -7,6 +7,7 @@ Both passes take ``stop``, a function checked before every batch: when it says s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -40,6 +41,7 @@ class EpochStats:
     samples: int
     seconds: float
     metrics: dict[str, float] = field(default_factory=dict)  # bench.metrics.COLUMNS of an evaluation, when counted
+    joules: float = math.nan  # the device's energy counter over ``seconds`` (bench.energy; NaN: none read)
 
 
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -104,13 +106,15 @@ def train_epoch(
     stop: StopCheck = None,
     precision: str = "fp32",
     scaler=None,
+    energy: Callable[[], float] | None = None,
 ) -> EpochStats:
-    """One pass over shuffled ``split``; the clock runs from the first batch to the last step, device synced."""
+    """One pass over shuffled ``split``; the clock (and ``energy``, the device's energy counter) runs from the first
+    batch to the last step, device synced."""
     model.train()
     pairs = _progress(batches(split, batch_size, generator, max_batches), num_batches(len(split), batch_size, max_batches), desc)
-    with Stopwatch(synchronizer(split.labels.device)) as sw:
+    with Stopwatch(synchronizer(split.labels.device), energy) as sw:
         loss_sum, correct, n = _sums(pairs, lambda x, y: training_step(model, optimizer, x, y, precision, scaler), stop)
-    return EpochStats(loss_sum / n, correct / n, n, sw.seconds)
+    return EpochStats(loss_sum / n, correct / n, n, sw.seconds, joules=sw.joules)
 
 
 @torch.no_grad()
@@ -125,17 +129,19 @@ def evaluate(
     stop: StopCheck = None,
     precision: str = "fp32",
     stateful: bool = False,
+    energy: Callable[[], float] | None = None,
 ) -> EpochStats:
     """Mean loss per sample and accuracy over ``split`` in order; with ``metrics`` (and a model that has
     ``activity``), the activity and cost columns of bench.metrics for the model's ``layers`` too (``stateful``: its
-    neurons keep a membrane potential, for the memory accesses). Their counting is in ``seconds``."""
+    neurons keep a membrane potential, for the memory accesses). Their counting is in ``seconds`` (and in the joules
+    of ``energy``, the device's energy counter, read over the same span)."""
     model.eval()
     pairs = _progress(batches(split, batch_size, None, max_batches), num_batches(len(split), batch_size, max_batches), desc)
     counter = TimedCounter(split.labels.device, layers, stateful) if metrics and hasattr(model, "activity") else None
-    with Stopwatch(synchronizer(split.labels.device)) as sw:
+    with Stopwatch(synchronizer(split.labels.device), energy) as sw:
         loss_sum, correct, n = _sums(pairs, lambda x, y: inference_step(model, x, y, counter, precision), stop)
         values = counter.values() if counter else {}
-    return EpochStats(loss_sum / n, correct / n, n, sw.seconds, values)
+    return EpochStats(loss_sum / n, correct / n, n, sw.seconds, values, sw.joules)
 
 
 def seed_everything(seed: int, device: str) -> torch.Generator:

@@ -66,16 +66,21 @@ VALIDATION_COLUMNS = ["val_loss", "val_accuracy"]  # on the held-out training sa
 # Since 0.6, in a tuning run's file (--tune): the Optuna trial a row's training is (bench/tune.py); empty for the
 # trainings of the picked configurations, which alone are scored on the test set
 TRIAL_COLUMNS = ["trial"]
-OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + GRID_COLUMNS + TRIAL_COLUMNS + VALIDATION_COLUMNS
-NUMERIC_OPTIONAL_COLUMNS = ["peak_memory_mib"] + SEGMENT_COLUMNS + GRID_COLUMNS + TRIAL_COLUMNS + VALIDATION_COLUMNS
+# Every new run's file since bench/energy.py: the device's own energy counter over the spans of train_seconds and eval_seconds, in
+# joules (bench/energy.py: NVML on NVIDIA GPUs); empty where none was read (run.json's provenance says why). Absent: a
+# file from before, or a run resumed into one (its header is kept, so the joules are not written).
+ENERGY_COLUMNS = ["train_joules", "eval_joules"]
+OPTIONAL_COLUMNS = OPTIMIZER_COLUMNS + ENERGY_COLUMNS + SEGMENT_COLUMNS + GRID_COLUMNS + TRIAL_COLUMNS + VALIDATION_COLUMNS
+NUMERIC_OPTIONAL_COLUMNS = (["peak_memory_mib"] + ENERGY_COLUMNS + SEGMENT_COLUMNS + GRID_COLUMNS + TRIAL_COLUMNS +
+                            VALIDATION_COLUMNS)  # fmt: skip
 DEFAULT_OPTIMIZER = "sgd"  # of a row or a run.json without one
 DEFAULT_PRECISION = "fp32"  # of a row or a run.json without one: every run before --precision
 
 
 def is_measured(column: str) -> bool:
-    """Seconds, rates and memory: measured by the clock or the memory counter, so they differ between two runs of one
-    deterministic training (every other column repeats)."""
-    return column.endswith("_seconds") or column.endswith("_per_second") or column == "peak_memory_mib"
+    """Seconds, rates, memory and energy: measured by the clock, the memory counter or the energy counter, so they
+    differ between two runs of one deterministic training (every other column repeats)."""
+    return column.endswith(("_seconds", "_per_second", "_joules")) or column == "peak_memory_mib"
 
 
 def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validation: bool = False,
@@ -85,7 +90,8 @@ def header(layers: Iterable[str] = DEFAULT_LAYERS, grid: bool = False, validatio
     in a tuning run and ``val_*`` with a validation split."""
     names = list(dict.fromkeys([*DEFAULT_LAYERS, *layers]))
     extra = (GRID_COLUMNS if grid else []) + (TRIAL_COLUMNS if trial else []) + (VALIDATION_COLUMNS if validation else [])
-    return BASE_COLUMNS + OPTIMIZER_COLUMNS + SEGMENT_COLUMNS + extra + metric_columns(sorted(names, key=_layer_number))
+    return (BASE_COLUMNS + OPTIMIZER_COLUMNS + ENERGY_COLUMNS + SEGMENT_COLUMNS + extra +
+            metric_columns(sorted(names, key=_layer_number)))  # fmt: skip
 
 
 def _layer_number(name: str) -> tuple[int, str]:

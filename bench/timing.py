@@ -20,20 +20,26 @@ def synchronizer(device: torch.device | str) -> Callable[[], None]:
 
 
 class Stopwatch:
-    """``with Stopwatch(sync) as sw: ...`` then ``sw.seconds``; syncs before reading the clock."""
+    """``with Stopwatch(sync) as sw: ...`` then ``sw.seconds``; syncs before reading the clock. With ``energy`` (a
+    function that reads the device's energy counter in joules, bench.energy), ``sw.joules`` is what the device used
+    over the same span (NaN without a counter)."""
 
-    def __init__(self, sync: Callable[[], None]):
+    def __init__(self, sync: Callable[[], None], energy: Callable[[], float] | None = None):
         self.sync = sync
-        self.seconds = float("nan")
+        self.energy = energy
+        self.seconds = self.joules = float("nan")
 
     def __enter__(self) -> Stopwatch:
         self.sync()
+        self._joules = self.energy() if self.energy is not None else float("nan")
         self._start = time.perf_counter()
         return self
 
     def __exit__(self, *exc) -> None:
         self.sync()
         self.seconds = time.perf_counter() - self._start
+        if self.energy is not None:
+            self.joules = self.energy() - self._joules
 
 
 # glibc's mallopt parameters: big allocations from the heap, and the heap's top kept, not given back to the system

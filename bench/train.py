@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench import analysis, record, timing
+from bench import analysis, energy, record, timing
 from bench import data as datasets
 from bench import precision as amp
 from bench.checkpoint import Checkpoints
@@ -124,7 +124,10 @@ def train(
         if hasattr(model, "calibrate"):  # what a model measures once per machine and kind of input, before the clock runs
             model.calibrate(training.images[: config.batch_size])
         done, row, optimizer_state = checkpoints.restore(key, model, shuffle)
-        yield Started(key, done, record.provenance(task.device, config.precision, task.executor, task.parallel))
+        meter = energy.counter(task.device, task.parallel)  # the device's energy counter, or why none (bench/energy.py)
+        joules = meter.read if meter.available else None
+        yield Started(key, done, {**record.provenance(task.device, config.precision, task.executor, task.parallel),
+                                  "energy_counter": meter.description})  # fmt: skip
         if row is not None:
             yield Epoch(key, done, row, restored=True)
         if optimizer_state is not None and not config.fresh_optimizer:
@@ -142,11 +145,11 @@ def train(
             tag = f"{key.describe()} epoch {epoch}/{config.epochs}"
             with amp.PeakMemory(task.device) as peak:  # the epoch's training and test passes
                 train_stats = train_epoch(model, training, optimizer, config.batch_size, shuffle, config.max_batches, tag,
-                                          stop, precision, scaler)  # fmt: skip
+                                          stop, precision, scaler, joules)  # fmt: skip
                 if not math.isfinite(train_stats.loss):
                     raise Diverged(f"train loss {train_stats.loss} in epoch {epoch} (lr {config.lr(epoch)})")
                 test_stats = (evaluate(model, test, config.batch_size, config.max_batches, tag + " test",
-                                      task.metrics, info.layers, stop, precision, info.kind == "spiking")
+                                      task.metrics, info.layers, stop, precision, info.kind == "spiking", joules)
                               if task.test else UNTESTED)  # fmt: skip
             if task.test and not math.isfinite(test_stats.loss):
                 raise Diverged(f"test loss {test_stats.loss} after epoch {epoch} (lr {config.lr(epoch)})")
@@ -192,6 +195,7 @@ def _row(task: Task, epoch: int, lr: float, tr, te) -> dict[str, Any]:
         "precision": task.config.precision, "segment": task.segment, "lr_scale": task.lr_scale, "epoch": epoch, "lr": lr,
         "train_loss": tr.loss, "train_accuracy": tr.accuracy, "test_loss": te.loss, "test_accuracy": te.accuracy,
         "train_seconds": tr.seconds, "eval_seconds": te.seconds, "train_samples_per_second": tr.samples / tr.seconds,
+        "train_joules": tr.joules, "eval_joules": te.joules,
         "train_samples": tr.samples, "test_samples": te.samples, **te.metrics,
         **({"trial": task.trial} if task.trial is not None else {}),
     }  # fmt: skip

@@ -66,16 +66,18 @@ def build_report(paths: list[str | Path], out_dir: str | Path, target: float = D
 
 
 def spiking_sections(results: Results, s: Section, out_dir: Path, prefix: str) -> list[str]:
-    """Activity and cost, neuron activity, the gradient window and the time-step sweep of one section, with their
-    PNGs; each part only where its data exist, so reports of runs that recorded none of it read exactly as before."""
-    from report import activity, neurons, sweep, window
+    """Activity and cost, measured energy, neuron activity, the gradient window and the time-step sweep of one section,
+    with their PNGs; each part only where its data exist, so reports of runs that recorded none of it read exactly as before."""
+    from report import activity, energy, neurons, sweep, window
     from report.runs import partial_epochs
 
     data = s.select(results.epochs)
+    estimates = activity.cost(data) if activity.recorded(data, activity.OPS) else None
     mine = dataclasses.replace(results, epochs=data, windows=s.select(results.windows),
                                activity=[r for r in results.activity if s.holds(r)])  # fmt: skip
     return [
         *activity.section(data, partial_epochs(data, results.runs)),
+        *energy.section(data, results.runs, estimates),
         *neurons.section(mine, s.dataset, out_dir, prefix),
         *window.section(
             mine.windows,

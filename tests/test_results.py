@@ -123,8 +123,8 @@ def test_a_file_is_written_and_read_by_header_name_whatever_its_layers(tmp_path)
 
     columns = schema.header(["layer1", "layer2", "layer3"])
     assert columns[: len(schema.BASE_COLUMNS) + 1] == [*schema.BASE_COLUMNS, "optimizer"] and "layer3_firing_rate" in columns
-    assert schema.header(["layer1", "layer2"]) == [*schema.BASE_COLUMNS, *schema.OPTIMIZER_COLUMNS, *schema.SEGMENT_COLUMNS,
-                                                   *schema.METRIC_COLUMNS]  # fmt: skip
+    assert schema.header(["layer1", "layer2"]) == [*schema.BASE_COLUMNS, *schema.OPTIMIZER_COLUMNS, *schema.ENERGY_COLUMNS,
+                                                   *schema.SEGMENT_COLUMNS, *schema.METRIC_COLUMNS]  # fmt: skip
     path = tmp_path / "epochs.csv"
     with EpochWriter(path, columns) as writer:
         writer.write({**row(1), "layer3_firing_rate": 0.25})
@@ -153,8 +153,8 @@ def test_every_new_row_names_its_optimizer_and_files_from_before_the_column_stil
         writer.write(row(1))
     with EpochWriter(old, schema.header()) as writer:  # a new snnbench resuming it keeps the file's header
         assert writer.columns == COLUMNS
-        assert writer.missing == [*schema.OPTIMIZER_COLUMNS, *schema.SEGMENT_COLUMNS, "neurobench_ops", "memory_reads",
-                                  "memory_writes"]  # fmt: skip
+        assert writer.missing == [*schema.OPTIMIZER_COLUMNS, *schema.ENERGY_COLUMNS, *schema.SEGMENT_COLUMNS, "neurobench_ops",
+                                  "memory_reads", "memory_writes"]  # fmt: skip
         writer.write({**row(2), "optimizer": "sgd"})
     assert [("optimizer" in r, r["epoch"]) for r in read_epochs(old)] == [(False, 1), (False, 2)]
     assert schema.header_problem(schema.header(grid=True, validation=True)) is None

@@ -181,8 +181,8 @@ def test_rows_lost_before_the_checkpoints_epoch_are_refused_until_the_checkpoint
     [
         (lambda cells: cells.__setitem__(10, "abc"), "line 2, column test_accuracy: 'abc' is not a number"),
         (lambda cells: cells.__setitem__(5, "1.5"), "line 2, column epoch: '1.5' is not a whole number"),
-        (lambda cells: cells.__delitem__(slice(3, None)), "line 2 has 3 cells, not the 36 of its header"),
-        (lambda cells: cells.append("7"), "line 2 has 37 cells, not the 36 of its header"),
+        (lambda cells: cells.__delitem__(slice(3, None)), "line 2 has 3 cells, not the 38 of its header"),
+        (lambda cells: cells.append("7"), "line 2 has 39 cells, not the 38 of its header"),
     ],
     ids=["abc", "float-epoch", "garbage", "extra-cell"],
 )
