@@ -70,13 +70,16 @@ def measured(data: pd.DataFrame) -> pd.DataFrame:
 
 def section(data: pd.DataFrame, runs: list[dict], estimates: pd.DataFrame | None = None) -> list[str]:
     """The "Measured energy" Markdown of one dataset (``estimates``: report.activity.cost's frame, whose per-sample
-    estimates go beside the measured joules where a run counted them)."""
+    estimates go beside the measured joules where a run counted them). Where no joules were measured, one sentence with
+    the reasons run.json records, and nothing where it records none."""
     if not all(c in data.columns for c in COLUMNS):
         return []  # a run from before the energy counter
     head = ["### Measured energy", ""]
     frame = measured(data)
     if frame.empty:
         said = reasons(runs, list(dict.fromkeys(data["device"])))
+        if not any(said.values()):
+            return []  # a file with the columns but no run.json that says anything of a counter: nothing to tell
         why = "; ".join(f"{d}: {', '.join(x.removeprefix(NONE + ': ') for x in r) if r else 'no reason recorded'}"
                         for d, r in said.items())  # fmt: skip
         also = " The operation and memory estimates above are estimates, not measurements." if estimates is not None else ""

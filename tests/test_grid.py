@@ -48,7 +48,8 @@ def test_the_scale_is_a_column_and_part_of_every_key(tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
     columns = csv_columns(run_dir / "epochs.csv")
-    assert columns[16:23] == ["optimizer", "precision", "peak_memory_mib", "segment", "lr_scale", "val_loss", "val_accuracy"]
+    assert columns[16:25] == ["optimizer", "precision", "peak_memory_mib", "train_joules", "eval_joules", "segment", "lr_scale",
+                              "val_loss", "val_accuracy"]  # fmt: skip
     rows = read_epochs(run_dir / "epochs.csv")
     assert {(r["model"], r["lr_scale"], r["lr"]) for r in rows if r["epoch"] == 2} == {
         ("snn:time_steps=4", 0.5, 0.025), ("snn:time_steps=4", 2.0, 0.1), ("ffn", 0.5, 0.025), ("ffn", 2.0, 0.1)
@@ -68,7 +69,8 @@ def test_the_scale_is_a_column_and_part_of_every_key(tmp_path, capsys):
 def test_a_plain_run_keeps_the_header_it_had(tmp_path):
     assert main(["--models", "ffn", *SMALL, "--out", str(tmp_path)]) == 0
     (run_dir,) = tmp_path.iterdir()
-    assert csv_columns(run_dir / "epochs.csv") == [*BASE_COLUMNS, "optimizer", "precision", "peak_memory_mib", "segment",
+    assert csv_columns(run_dir / "epochs.csv") == [*BASE_COLUMNS, "optimizer", "precision", "peak_memory_mib", "train_joules",
+                                                   "eval_joules", "segment",
                                                    *METRIC_COLUMNS]  # fmt: skip
     assert "lr_scale" not in json.loads((run_dir / "run.json").read_text())["models"]["ffn"]
 
