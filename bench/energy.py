@@ -9,8 +9,8 @@ trainings that share a GPU (``parallel`` > 1) record none. NVML refreshes the co
 second or more read it to within a few percent.
 
 Where no counter is read (a CPU: RAPL is not read, and on the machines snnbench is developed on there is none; Apple's
-mps; a GPU without the counter, a MIG slice, no ``nvidia-ml-py``) the columns stay empty, and ``describe`` says why in
-run.json's provenance (``energy_counter``), which the report quotes.
+mps; a GPU without the counter, a MIG slice, no ``nvidia-ml-py``) the columns stay empty, and the counter's
+description says why in run.json's provenance (``energy_counter``), which the report quotes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import os
 from collections.abc import Callable
 
-NONE = "none"  # the first word of describe() when no counter is read
+NONE = "none"  # the first word of a description when no counter is read
 
 
 class EnergyCounter:
@@ -81,8 +81,3 @@ def _handle(pynvml, device: str):
     if os.environ.get("CUDA_VISIBLE_DEVICES") is None and torch.cuda.device_count() == 1:
         return pynvml.nvmlDeviceGetHandleByIndex(0)
     raise LookupError(f"NVML: no GPU with {device}'s UUID {uuid or '(none)'}, and its index may not be NVML's")
-
-
-def describe(device: str, parallel: int | None = 1) -> str:
-    """run.json's ``energy_counter``: which counter a training on ``device`` reads, or ``none: why``."""
-    return counter(device, parallel).description

@@ -72,12 +72,11 @@ def spiking_sections(results: Results, s: Section, out_dir: Path, prefix: str) -
     from report.runs import partial_epochs
 
     data = s.select(results.epochs)
-    estimates = activity.cost(data) if activity.recorded(data, activity.OPS) else None
     mine = dataclasses.replace(results, epochs=data, windows=s.select(results.windows),
                                activity=[r for r in results.activity if s.holds(r)])  # fmt: skip
     return [
         *activity.section(data, partial_epochs(data, results.runs)),
-        *energy.section(data, results.runs, estimates),
+        *energy.section(data, results.runs),
         *neurons.section(mine, s.dataset, out_dir, prefix),
         *window.section(
             mine.windows,

@@ -68,12 +68,15 @@ def measured(data: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def section(data: pd.DataFrame, runs: list[dict], estimates: pd.DataFrame | None = None) -> list[str]:
-    """The "Measured energy" Markdown of one dataset (``estimates``: report.activity.cost's frame, whose per-sample
-    estimates go beside the measured joules where a run counted them). Where no joules were measured, one sentence with
+def section(data: pd.DataFrame, runs: list[dict]) -> list[str]:
+    """The "Measured energy" Markdown of one dataset, with report.activity.cost's per-sample estimate beside the
+    measured joules where a run counted operations. Where no joules were measured, one sentence with
     the reasons run.json records, and nothing where it records none."""
     if not all(c in data.columns for c in COLUMNS):
         return []  # a run from before the energy counter
+    from report import activity
+
+    counted = activity.recorded(data, activity.OPS)
     head = ["### Measured energy", ""]
     frame = measured(data)
     if frame.empty:
@@ -82,9 +85,10 @@ def section(data: pd.DataFrame, runs: list[dict], estimates: pd.DataFrame | None
             return []  # a file with the columns but no run.json that says anything of a counter: nothing to tell
         why = "; ".join(f"{d}: {', '.join(x.removeprefix(NONE + ': ') for x in r) if r else 'no reason recorded'}"
                         for d, r in said.items())  # fmt: skip
-        also = " The operation and memory estimates above are estimates, not measurements." if estimates is not None else ""
+        also = " The operation and memory estimates above are estimates, not measurements." if counted else ""
         return [*head, f"No energy was measured: no training read an energy counter ({why}). The `train_joules` and "
                        f"`eval_joules` columns are empty.{also}", ""]  # fmt: skip
+    estimates = activity.cost(data) if counted else None  # (computed only where there are joules to set it beside)
     with_estimate = estimates is not None and "total_pj" in estimates.columns
     est = estimates.set_index(["device", "model"]) if with_estimate else None
     rows = []
