@@ -144,25 +144,39 @@ def _params(row) -> str:
     return f"{schema.describe_params(params)}, trial {int(row['trial'])}"
 
 
+ZOOM = {"tuning": 2.0, "pareto": 3.0}  # the lower panels show the top this many points: where the models differ
+
+
 def tuning_figure(one: pd.DataFrame, dataset: str) -> plt.Figure:
-    """Expected best validation accuracy against trials and against training seconds, a band per model."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    """Expected best validation accuracy against trials and against training seconds, a band per model; below, the
+    same curves over the top ZOOM["tuning"] points, where the tuned models differ by tenths."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex="col")
     palette = colors(list(dict.fromkeys(one["model"])))
+    top = -math.inf
     for model, g in one.groupby("model", sort=False):
         done = g[g["status"] == "complete"]
         if done.empty:
             continue
         c = curve(100 * done["final_val"].to_numpy())
+        top = max(top, float(c["high"].max()))
         per = float(done["seconds"].mean())
-        for ax, x in ((axes[0], c["n"]), (axes[1], c["n"] * per)):
-            ax.plot(x, c["expected_best"], marker="o", ms=3, color=palette[model], label=model)
-            ax.fill_between(x, c["low"], c["high"], color=palette[model], alpha=0.2, lw=0)
-    axes[0].set(xlabel="trials", ylabel="expected best validation accuracy (%)")
-    axes[1].set(xlabel="training seconds (trials x mean seconds per trial)")
-    axes[1].set_xscale("log")
-    axes[0].legend(fontsize=8)
+        for row in axes:
+            for ax, x in ((row[0], c["n"]), (row[1], c["n"] * per)):
+                ax.plot(x, c["expected_best"], marker="o", ms=3, color=palette[model], label=model)
+                ax.fill_between(x, c["low"], c["high"], color=palette[model], alpha=0.2, lw=0)
+    for row in axes:
+        row[0].set(ylabel="expected best validation accuracy (%)")
+        row[1].set_xscale("log")
+        row[1].sharey(row[0])
+    axes[1, 0].set(xlabel="trials")
+    axes[1, 1].set(xlabel="training seconds (trials x mean seconds per trial)")
+    if math.isfinite(top):
+        axes[1, 0].set_ylim(top - ZOOM["tuning"], top + 0.1)
+        axes[1, 0].set_title(f"the top {ZOOM['tuning']:g} points", fontsize=9)
+        axes[1, 1].set_title(f"the top {ZOOM['tuning']:g} points", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{dataset}: tuning curves (Dodge et al. 2019), 95% bootstrap bands", fontsize=10)
-    for ax in axes:
+    for ax in axes.flat:
         ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
@@ -180,18 +194,28 @@ def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def pareto_figure(one: pd.DataFrame, dataset: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """Every trial a point (training seconds, final validation accuracy), each model's Pareto front a step line; on the
+    right the same over the top ZOOM["pareto"] points, where the fronts of well-tuned models part."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
     palette = colors(list(dict.fromkeys(one["model"])))
     data = one.assign(accuracy=100 * one["final_val"], ended=one["status"].where(one["status"] == "pruned", "trained"))
-    sns.scatterplot(data=data, x="seconds", y="accuracy", hue="model", style="ended", palette=palette, ax=ax, s=30,
-                    style_order=["trained", "pruned"])  # fmt: skip
-    for model, g in data.groupby("model", sort=False):
-        front = pareto_front(g.dropna(subset=["final_val"]))
-        if len(front):
-            ax.step(front["seconds"], 100 * front["final_val"], where="post", color=palette[model], lw=1.5)
-    ax.set(xscale="log", xlabel="training seconds of the trial", ylabel="final validation accuracy (%)",
-           title=f"{dataset}: every trial, and each model's Pareto front")  # fmt: skip
-    return finish(fig, ax)
+    styles = [s for s in ("trained", "pruned") if s in set(data["ended"])]
+    for ax in axes:
+        sns.scatterplot(data=data, x="seconds", y="accuracy", hue="model", style="ended", palette=palette, ax=ax, s=30,
+                        style_order=styles, legend=ax is axes[1])  # fmt: skip
+        for model, g in data.groupby("model", sort=False):
+            front = pareto_front(g.dropna(subset=["final_val"]))
+            if len(front):
+                ax.step(front["seconds"], 100 * front["final_val"], where="post", color=palette[model], lw=1.5)
+        ax.set(xscale="log", xlabel="training seconds of the trial", ylabel="final validation accuracy (%)")
+    axes[0].set_title(f"{dataset}: every trial, and each model's Pareto front")
+    top = data["accuracy"].max()
+    if math.isfinite(top):
+        axes[1].set_ylim(top - ZOOM["pareto"], top + 0.15)
+        axes[1].set_title(f"the top {ZOOM['pareto']:g} points")
+    axes[0].title.set_fontsize(10)
+    axes[0].grid(alpha=0.3, which="both")
+    return finish(fig, axes[1])
 
 
 TARGETS = (0.90, 0.95, 0.97)  # time to these test accuracies (MLPerf's time to train, at several targets)
@@ -222,13 +246,32 @@ def verdict(picks: pd.DataFrame) -> list[str]:
                 else:
                     cost = (f"to reach {ffn}'s mean final accuracy ({100 * target:.2f}%) {snn} needs "
                             f"{stats.ratio(s_snn['seconds'] / s_ffn['seconds'])} {ffn}'s training seconds "
-                            f"({s_snn['seconds']:.3g} s against {s_ffn['seconds']:.3g} s; {int(s_snn['reached'])} of "
-                            f"{int(s_snn['seeds'])} and {int(s_ffn['reached'])} of {int(s_ffn['seeds'])} seeds "
-                            "reached it)")  # fmt: skip
+                            f"({s_snn['seconds']:.3g} s against {s_ffn['seconds']:.3g} s; {snn}: {int(s_snn['reached'])} "
+                            f"of {int(s_snn['seeds'])} seeds reached it, {ffn}: {int(s_ffn['reached'])} of "
+                            f"{int(s_ffn['seeds'])})")  # fmt: skip
+                common = _common_target(picks[picks["device"] == device], snn, ffn)
+                if common:
+                    cost += common
                 said = stats.sentence(row)[:-1]
                 said = "t" + said[1:] if said.startswith("The ") else said
                 lines.append(f"- At equal tuning budget, {said}; {cost}.")
     return ["**Verdict at equal budget**", "", *lines, ""] if lines else []
+
+
+def _common_target(picks: pd.DataFrame, snn: str, ffn: str, targets=TARGETS) -> str:
+    """The cost ratio at the highest of ``targets`` that every seed of both models reached (the baseline's own mean
+    accuracy, the verdict's first target, may be out of reach for an equally accurate model), as a clause; '' if none."""
+    from report import stats
+
+    for target in sorted(targets, reverse=True):
+        reach = stats.time_to_accuracy(picks, target).set_index("model")
+        everyone = snn in reach.index and ffn in reach.index
+        if everyone and all(reach.loc[m, "reached"] == reach.loc[m, "seeds"] for m in (snn, ffn)):
+            a, b = reach.loc[snn, "seconds"], reach.loc[ffn, "seconds"]
+            shown = ", ".join(f"{100 * t:g}" for t in targets)
+            return (f"; to reach {100 * target:g}% (the highest of {shown}% that every seed of both reached) {snn} needs "
+                    f"{stats.ratio(a / b)} {ffn}'s training seconds ({a:.3g} s against {b:.3g} s)")  # fmt: skip
+    return ""
 
 
 def time_to(picks: pd.DataFrame, targets=TARGETS) -> list[str]:
@@ -260,7 +303,8 @@ def stopped_early(runs: list[dict], run_ids: set) -> list[str]:
         for kind, group in (("trials", [t for t in early if t.get("trial") is not None]),
                             ("picks' trainings", [t for t in early if t.get("trial") is None])):  # fmt: skip
             total = sum((t.get("trial") is not None) == (kind == "trials") for t in trainings)
-            epochs = ", ".join(str(e) for e in sorted(t["stopped_early"] for t in group)) or "none"
+            counts = pd.Series([t["stopped_early"] for t in group], dtype=int).value_counts().sort_index()
+            epochs = " (" + ", ".join(f"after epoch {e}: {n}" for e, n in counts.items()) + ")" if len(counts) else ""
             lines.append(f"Early stopping (patience {patience}, run {m['run_id']}): {len(group)} of {total} {kind} "
-                         f"stopped before epoch {m['schedule'].get('epochs')} (at epochs: {epochs}).")  # fmt: skip
+                         f"stopped before epoch {m['schedule'].get('epochs')}{epochs}.")  # fmt: skip
     return [*lines, ""] if lines else []

@@ -7,9 +7,9 @@
 # some 2,400 trials whose overheads (dispatch, checkpoints, the record) cost more than their training; 400 random trials
 # cover its space (the report's tuning curve shows whether it had levelled off) and the budget each model actually used
 # is recorded and reported. Random trials are asked in batches that cost each model about the same seconds
-# (bench/tune.py: Tuner._balanced). On a local Dask cluster of 2 one-thread workers: about 3 hours of trials and half
-# an hour of picks (two sessions: interrupt with Ctrl-C, finish with the --resume line it prints). The run folder is
-# $OUT/RUN_ID; its report is the verdict.
+# (bench/tune.py: Tuner._balanced). On a local Dask cluster of 2 one-thread workers: about 4 hours of trials and half
+# an hour of picks (4.5 hours in all on a 2-core Intel Xeon, in five parts: interrupt with Ctrl-C, finish with the
+# --resume line it prints). The run folder is $OUT/RUN_ID; its report is the verdict.
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-results/reference/tuned}

@@ -317,3 +317,51 @@ def test_a_seconds_budget_balances_each_batch_across_models():
     assert tuner._balanced(seconds, 2) == {"ffn on cpu": 165, "snn on cpu": 2, "lif on cpu": 7}
     tuner.args.sampler = "tpe"
     assert set(tuner._balanced(seconds, 2).values()) == {2}
+
+
+# ---- the verdict and the early-stopping line, on picks made by hand ----
+
+
+def picks_frame(curves: dict) -> pd.DataFrame:
+    """Epoch rows of the picks: {model: [per seed: [(test accuracy, train seconds) per epoch]]}; `ffn` the baseline."""
+    from bench import schema
+
+    rows = []
+    for model, seeds in curves.items():
+        kind = schema.BASELINE if model == "ffn" else "spiking"
+        for seed, epochs in enumerate(seeds):
+            for epoch, (acc, sec) in enumerate(epochs, start=1):
+                rows.append({"dataset": "mnist", "device": "cpu", "model": model, "run_id": "r", "seed": seed,
+                             "lr_scale": 1.0, "kind": kind, "epoch": epoch, "test_accuracy": acc, "train_seconds": sec,
+                             "train_samples": 100})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_verdict_names_whose_seeds_reached_the_target_and_prices_the_highest_target_both_reached():
+    ffn = [[(0.91, 1.0), (0.96, 1.0), (0.975, 1.0), (0.976, 1.0)]] * 3  # mean final 97.6%
+    snn = [[(0.90, 10.0), (0.955, 10.0), (0.971, 10.0), (0.972, 10.0)]] * 3  # never 97.6%, 97% after 30 s
+    (head, _, line, _) = tuning.verdict(picks_frame({"ffn": ffn, "snn": snn}))
+    assert head == "**Verdict at equal budget**"
+    assert "snn never reached ffn's mean final accuracy (97.60%) in any of its 3 seed(s)" in line
+    # the cost still gets a ratio: at 97%, the highest of the targets every seed of both reached, 30 s against 3 s
+    assert "to reach 97% (the highest of 90, 95, 97% that every seed of both reached) snn needs 10x ffn's training " \
+           "seconds (30 s against 3 s)" in line  # fmt: skip
+
+
+def test_the_verdict_says_which_model_s_seeds_reached_the_baseline_s_accuracy():
+    ffn = [[(0.95, 1.0), (0.97, 1.0)], [(0.95, 1.0), (0.95, 1.0)]]  # mean final 96%: seed 0 reaches it at 2 s
+    snn = [[(0.96, 5.0), (0.96, 5.0)], [(0.89, 5.0), (0.89, 5.0)]]  # seed 0 reaches it at 5 s
+    line = tuning.verdict(picks_frame({"ffn": ffn, "snn": snn}))[2]
+    assert "snn needs 2.5x ffn's training seconds (5 s against 2 s; snn: 1 of 2 seeds reached it, ffn: 1 of 2)" in line
+    assert "90%" not in line  # no common target: seed 1 of snn never reached 95%, nor 90%
+
+
+def test_early_stopping_is_counted_per_epoch_not_listed_per_training():
+    runs = [{"run_id": "r", "schedule": {"epochs": 10, "patience": 2},
+             "trainings": [*({"status": "complete", "trial": i, "stopped_early": 3 + i % 2} for i in range(7)),
+                           {"status": "complete", "trial": 7}, {"status": "pruned", "trial": 8},
+                           {"status": "complete", "trial": None, "stopped_early": 8}]}]  # fmt: skip
+    lines = tuning.stopped_early(runs, {"r"})
+    assert lines[0] == ("Early stopping (patience 2, run r): 7 of 9 trials stopped before epoch 10 "
+                        "(after epoch 3: 4, after epoch 4: 3).")  # fmt: skip
+    assert lines[1] == "Early stopping (patience 2, run r): 1 of 1 picks' trainings stopped before epoch 10 (after epoch 8: 1)."
