@@ -139,7 +139,8 @@ def section(s: pooling.Section, data, runs, incomplete, figures, target, extra=(
         heading(s), "",
         *provenance(data, meta, incomplete[incomplete["run_id"].isin(ids)], notes),
         "### Summary", "", summary_table(data, marked, partial), "",
-        *(["\\* includes incomplete trainings (see above).", ""] if marked else []),
+        *(["\\* includes trainings that reached fewer epochs than asked (stopped early or incomplete: see above).", ""]
+          if marked else []),
         *(["Training seconds by condition (what each segment ran on, run.json; the tables pool only one condition per "
            "model):", "", table(list(apart)), ""] if apart else []),
         *head_to_head(data),
@@ -179,7 +180,8 @@ def provenance(data, meta, incomplete, notes=()) -> list[str]:
            "saw it; kernels: each family's backend):", "", table(segments, numbers=False), ""] if segments else []),
     ]  # fmt: skip
     if len(incomplete):
-        lines += ["Incomplete trainings (fewer epochs than the schedule asked for; 0 = no epoch finished):", "",
+        lines += ["Trainings that reached fewer epochs than the schedule asked for (early stopping ends one on purpose, "
+                  "as its *why* says; 0 = no epoch finished):", "",
                   table(incomplete.rename(columns={"run_id": "run", "epochs": "epochs reached", "expected": "epochs asked",
                                                    "why": "why (run.json)"})),
                   ""]  # fmt: skip

@@ -216,7 +216,8 @@ def test_incomplete_runs_are_included_and_marked(tmp_path):
     epoch_rows = [r for r in epoch_rows if not (r["model"] == "ffn" and r["seed"] == 3 and r["epoch"] == 3)]
     run = write_run(tmp_path / "r", epoch_rows, status="interrupted", seeds=[0, 1, 2, 3, 4])
     text = build_report([run], tmp_path / "out").read_text()
-    assert "| interrupted " in text and "Incomplete trainings" in text
+    assert "| interrupted " in text and "Trainings that reached fewer epochs than the schedule asked for" in text
+    assert "\\* includes trainings that reached fewer epochs than asked (stopped early or incomplete: see above)." in text
     assert re.search(r"\| cpu +\| ffn +\| +4 \| +0 \| +3 \|", text)  # seed 4: no epoch finished
     assert re.search(r"\| cpu +\| ffn +\| +3 \| +2 \| +3 \|", text)
     assert re.search(r"\| cpu +\| ffn +\| +4\* \| 2-3 +\|", text)
