@@ -4,6 +4,7 @@ successive halving, budgets, resume; and the report's tuning section (report/tun
 import csv
 import json
 import math
+import re
 import signal
 import subprocess
 import sys
@@ -323,17 +324,18 @@ def test_a_seconds_budget_balances_each_batch_across_models():
 
 
 def picks_frame(curves: dict) -> pd.DataFrame:
-    """Epoch rows of the picks: {model: [per seed: [(test accuracy, train seconds) per epoch]]}; `ffn` the baseline."""
+    """Epoch rows of the picks: {model: [per seed: [(test accuracy, train seconds[, validation loss]) per epoch]]};
+    `ffn` the baseline."""
     from bench import schema
 
     rows = []
     for model, seeds in curves.items():
         kind = schema.BASELINE if model == "ffn" else "spiking"
         for seed, epochs in enumerate(seeds):
-            for epoch, (acc, sec) in enumerate(epochs, start=1):
+            for epoch, (acc, sec, *loss) in enumerate(epochs, start=1):
                 rows.append({"dataset": "mnist", "device": "cpu", "model": model, "run_id": "r", "seed": seed,
                              "lr_scale": 1.0, "kind": kind, "epoch": epoch, "test_accuracy": acc, "train_seconds": sec,
-                             "train_samples": 100})  # fmt: skip
+                             "train_samples": 100, "val_loss": loss[0] if loss else math.nan})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -365,3 +367,19 @@ def test_early_stopping_is_counted_per_epoch_not_listed_per_training():
     assert lines[0] == ("Early stopping (patience 2, run r): 7 of 9 trials stopped before epoch 10 "
                         "(after epoch 3: 4, after epoch 4: 3).")  # fmt: skip
     assert lines[1] == "Early stopping (patience 2, run r): 1 of 1 picks' trainings stopped before epoch 10 (after epoch 8: 1)."
+
+
+def test_the_picks_are_also_compared_at_their_epoch_of_lowest_validation_loss():
+    # ffn's seeds end 2 epochs past their best validation loss, lower than they were there; snn's end at their best
+    ffn = [[(0.95, 1.0, 0.30), (0.98, 1.0, 0.10), (0.97, 1.0, 0.12), (0.96, 1.0, 0.15)],
+           [(0.95, 1.0, 0.30), (0.97, 1.0, 0.11), (0.96, 1.0, 0.13), (0.95, 1.0, 0.14)],
+           [(0.95, 1.0, 0.30), (0.98, 1.0, 0.09), (0.98, 1.0, 0.12), (0.97, 1.0, 0.13)]]  # fmt: skip
+    snn = [[(0.96, 5.0, 0.2), (0.97, 5.0, 0.1)], [(0.96, 5.0, 0.2), (0.965, 5.0, 0.1)], [(0.96, 5.0, 0.2), (0.975, 5.0, 0.1)]]
+    lines = tuning.best_epoch(picks_frame({"ffn": ffn, "snn": snn}))
+    text = "\n".join(lines)
+    assert text.startswith("**At the epoch of lowest validation loss**")
+    # ffn: 98, 97, 98 there (mean 97.67) against 96, 95, 97 at the end; snn 97, 96.5, 97.5 either way (mean 97.0)
+    assert re.search(r"\| cpu +\| ffn +\| 3 +\| 96\.00 ± 2\.48 +\| 97\.67 ± 1\.43 +\| 2, 2, 2 +\|", text), text
+    assert re.search(r"\| cpu +\| snn +\| 3 +\| 97\.00 ± 1\.24 +\| 97\.00 ± 1\.24 +\| 2, 2, 2 +\|", text), text
+    assert "- snn against ffn on cpu at that epoch: -0.67 points (95% CI" in text
+    assert tuning.best_epoch(picks_frame({"ffn": [[(0.9, 1.0)]] * 3, "snn": [[(0.9, 1.0)]] * 3})) == []  # no val loss
