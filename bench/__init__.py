@@ -3,4 +3,4 @@
 # The one version: pyproject.toml reads it from here (dynamic), run.json records it.
 # 0.5: provenance segments per training, the segment column; 0.4: LIF models, --optimizer and its column;
 # 0.3: run.json records kinds, layers, config
-__version__ = "0.5.0"
+__version__ = "0.6.0"
