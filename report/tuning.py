@@ -269,7 +269,7 @@ def best_epoch(picks: pd.DataFrame) -> list[str]:
     if "val_loss" not in picks.columns or picks["val_loss"].isna().all():
         return []
     keys = stats.by(picks, *TRAINING)
-    ordered = picks.sort_values("epoch")
+    ordered = picks.sort_values("epoch").reset_index(drop=True)  # idxmin's labels must name one row each
     at = ordered.loc[ordered.dropna(subset=["val_loss"]).groupby(keys, sort=False)["val_loss"].idxmin()]
     per = stats.trainings(picks).merge(at[[*keys, "epoch", "test_accuracy"]].rename(
         columns={"epoch": "best_epoch", "test_accuracy": "at_best"}), on=keys)  # fmt: skip
