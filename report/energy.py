@@ -12,12 +12,11 @@ import math
 import pandas as pd
 
 from bench.energy import NONE
+from bench.schema import ENERGY_COLUMNS as COLUMNS
 from report import stats
 from report.load import TRAINING
 from report.markdown import table
 from report.stats import number as _num
-
-COLUMNS = ["train_joules", "eval_joules"]
 
 
 def reasons(runs: list[dict], devices: list[str]) -> dict[str, list[str]]:

@@ -261,7 +261,8 @@ def verdict(picks: pd.DataFrame) -> list[str]:
 def best_epoch(picks: pd.DataFrame) -> list[str]:
     """The picks' test accuracy at each training's epoch of lowest validation loss (what early stopping that restores
     the best weights would keep; chosen on validation only) beside the final one, and each SNN against each baseline
-    there (Welch's 95% CI): the verdict should not hang on scoring the last epoch. Nothing without validation losses."""
+    there (Welch's 95% CI): the verdict should not hang on scoring the last epoch. The picks are cut after that epoch
+    and read by report.stats as any other trainings. Nothing without validation losses."""
     from report import stats
     from report.load import TRAINING
     from report.markdown import _pm
@@ -270,26 +271,24 @@ def best_epoch(picks: pd.DataFrame) -> list[str]:
         return []
     keys = stats.by(picks, *TRAINING)
     ordered = picks.sort_values("epoch").reset_index(drop=True)  # idxmin's labels must name one row each
-    at = ordered.loc[ordered.dropna(subset=["val_loss"]).groupby(keys, sort=False)["val_loss"].idxmin()]
-    per = stats.trainings(picks).merge(at[[*keys, "epoch", "test_accuracy"]].rename(
-        columns={"epoch": "best_epoch", "test_accuracy": "at_best"}), on=keys)  # fmt: skip
-    rows, lines = [], []
-    for (device, model), g in per.groupby(["device", "model"], sort=False):
-        rows.append({
-            "device": device, "model": model, "seeds": len(g),
-            "final test acc. (%, mean ± 95% CI)": _pm(*stats.mean_ci(g["final_accuracy"])),
-            "at lowest val. loss (%)": _pm(*stats.mean_ci(g["at_best"])),
-            "its epochs": ", ".join(str(int(e)) for e in g.sort_values("seed")["best_epoch"]),
-        })  # fmt: skip
-    for device, g in per.groupby("device", sort=False):
-        there = g.assign(final_accuracy=g["at_best"])
-        ffns = stats.baselines(g)
-        for snn in (m for m in dict.fromkeys(g["model"]) if m not in ffns):
-            for ffn in ffns:
-                c = stats.compare(there[there["model"] == snn], there[there["model"] == ffn])
-                ci = (f"95% CI {c['ci_low']:+.2f} to {c['ci_high']:+.2f}, p = {c['p_value']:.2g}"
-                      if not math.isnan(c["p_value"]) else "too few seeds for an interval")  # fmt: skip
-                lines.append(f"- {snn} against {ffn} on {device} at that epoch: {c['difference']:+.2f} points ({ci}).")
+    best = ordered.loc[ordered.dropna(subset=["val_loss"]).groupby(keys, sort=False)["val_loss"].idxmin(), [*keys, "epoch"]]
+    cut = ordered.merge(best.rename(columns={"epoch": "best_epoch"}), on=keys)
+    cut = cut[cut["epoch"] <= cut["best_epoch"]]
+    row_keys = stats.by(picks, "dataset", "device", "model")
+    last = stats.summary(picks)[[*row_keys, "final_accuracy", "ci_low", "ci_high"]]
+    both = stats.summary(cut).merge(last, on=row_keys, suffixes=("", "_last"))
+    epochs = best.sort_values("seed").groupby(["device", "model"], sort=False)["epoch"].agg(lambda e: ", ".join(map(str, e)))
+    rows = [{
+        "device": r["device"], "model": r["model"], "seeds": r["seeds"],
+        "final test acc. (%, mean ± 95% CI)": _pm(r["final_accuracy_last"], r["ci_low_last"], r["ci_high_last"]),
+        "at lowest val. loss (%)": _pm(r["final_accuracy"], r["ci_low"], r["ci_high"]),
+        "its epochs": epochs[(r["device"], r["model"])],
+    } for r in both.to_dict("records")]  # fmt: skip
+    lines = []
+    for c in stats.head_to_head(cut).to_dict("records"):
+        ci = (f"95% CI {c['ci_low']:+.2f} to {c['ci_high']:+.2f}, p = {c['p_value']:.2g}"
+              if not math.isnan(c["p_value"]) else "too few seeds for an interval")  # fmt: skip
+        lines.append(f"- {c['snn']} against {c['ffn']} on {c['device']} at that epoch: {c['difference']:+.2f} points ({ci}).")
     head = ("**At the epoch of lowest validation loss** (each pick's training scored at the epoch early stopping would "
             "restore, chosen on validation only, beside its last epoch)")  # fmt: skip
     return [head, "", table(rows, numbers=False), "", *lines, ""] if rows else []
